@@ -1,0 +1,149 @@
+"""The ``pbx`` command: argument parsing and the small glue each sub-command needs.
+
+Scripts, installers and tests rely on these forms, keep them stable::
+
+    pbx serve [--data DIR] [--config FILE] [--bind ADDR] [--sip-port N] [--tls-port N]
+              [--http-port N] [--rtp-ports LOW-HIGH]
+    pbx user add EXT [--password PW] [--name NAME] [--contact URI]
+    pbx user list | show EXT | passwd EXT [--password PW] | del EXT
+    pbx status [--json]
+    pbx ban list | ban del ADDR
+    pbx admin reset-password
+    pbx db migrate
+    pbx --version
+
+Every command that reads data takes ``--data DIR``. This module imports no Twisted at import
+time: ``serve`` installs the asyncio reactor before anything can import the global one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pbx import __version__
+from pbx.config import Config, ConfigError, load, parse_port_range
+
+
+def _data_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=os.environ.get("PBX_DATA", "data"), metavar="DIR",
+                        help="data directory (default ./data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbx", description="Self-hosted PBX server")
+    parser.add_argument("--version", action="version", version=f"pbx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    _data_arg(serve)
+    serve.add_argument("--config", metavar="FILE", help="site configuration (default DATA/pbx.toml)")
+    serve.add_argument("--bind", metavar="ADDR", help="address to listen on (default all)")
+    serve.add_argument("--sip-port", type=int, metavar="N", help="SIP UDP/TCP port (default 5060)")
+    serve.add_argument("--tls-port", type=int, metavar="N", help="SIP TLS port (default SIP port + 1)")
+    serve.add_argument("--http-port", type=int, metavar="N", help="HTTPS port (default 8443)")
+    serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-30000)")
+
+    user = sub.add_parser("user", help="manage users and extensions")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add a user")
+    add.add_argument("extension")
+    add.add_argument("--password", help="SIP password (default: generate and print one)")
+    add.add_argument("--name", default="", help="display name")
+    _data_arg(add)
+    for name, text in (("list", "list users"),):
+        _data_arg(user_sub.add_parser(name, help=text))
+    for name, text in (("show", "show a user's phone set-up"), ("del", "delete a user")):
+        cmd = user_sub.add_parser(name, help=text)
+        cmd.add_argument("extension")
+        _data_arg(cmd)
+    passwd = user_sub.add_parser("passwd", help="set a new SIP password")
+    passwd.add_argument("extension")
+    passwd.add_argument("--password", help="new password (default: generate and print one)")
+    _data_arg(passwd)
+
+    status = sub.add_parser("status", help="registrations and listening addresses")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _data_arg(status)
+
+    ban = sub.add_parser("ban", help="list or lift address bans")
+    ban_sub = ban.add_subparsers(dest="ban_command", required=True)
+    _data_arg(ban_sub.add_parser("list", help="active bans"))
+    ban_del = ban_sub.add_parser("del", help="lift every ban of an address")
+    ban_del.add_argument("address")
+    _data_arg(ban_del)
+
+    admin = sub.add_parser("admin", help="administrator accounts")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    reset = admin_sub.add_parser("reset-password", help="set a new password for an administrator")
+    reset.add_argument("--user", default="admin")
+    reset.add_argument("--password", help="new password (default: PBX_ADMIN_PASSWORD or generated)")
+    _data_arg(reset)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    _data_arg(db_sub.add_parser("migrate", help="apply pending schema migrations"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from pbx.serve import serve
+
+            return serve(args)
+        from pbx import commands
+
+        return commands.run(args)
+    except ConfigError as exc:
+        print(f"pbx: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except commands_error() as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return 1
+
+
+def commands_error() -> type[Exception]:
+    from pbx.commands import CommandError
+
+    return CommandError
+
+
+def serve_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Command-line overrides for :func:`pbx.config.load`."""
+    sip: dict[str, Any] = {}
+    if args.bind is not None:
+        sip["bind"] = args.bind
+    if args.sip_port is not None:
+        sip["port"] = args.sip_port
+        if args.tls_port is None:
+            sip["tls_port"] = args.sip_port + 1 if args.sip_port < 65535 else 0
+    if args.tls_port is not None:
+        sip["tls_port"] = args.tls_port
+    flags: dict[str, dict[str, Any]] = {"sip": sip}
+    if args.http_port is not None:
+        flags["http"] = {"port": args.http_port}
+    if args.rtp_ports is not None:
+        low, high = parse_port_range(args.rtp_ports)
+        flags["rtp"] = {"port_min": low, "port_max": high}
+    return flags
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return load(Path(args.data), getattr(args, "config", None), serve_flags(args))
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def now() -> float:
+    return time.time()

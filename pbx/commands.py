@@ -1,0 +1,365 @@
+"""The administrative sub-commands of ``pbx`` (everything but ``serve``).
+
+Each works on the data directory through the store (a second process beside a running server
+is fine: SQLite WAL with a busy timeout), and writes an audit entry for every change, with the
+actor ``cli:<login name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pbx import config as config_module
+from pbx.credentials import (
+    SecretBox,
+    generate_admin_password,
+    generate_sip_password,
+    hash_admin_password,
+    make_credentials,
+)
+from pbx.store import admins, audit, bans, registrations, users
+from pbx.store import credentials as store_credentials
+from pbx.store.db import Store
+from pbx.store.errors import AlreadyExists, NotFound
+from pbx.store.migrations import migrate
+
+EXTENSION_MAX = 32
+
+
+class CommandError(Exception):
+    """A sub-command cannot do what was asked; the message says why."""
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data)
+
+
+def open_store(directory: Path, create: bool = False) -> Store:
+    path = directory / "pbx.sqlite"
+    if not create and not path.exists():
+        raise CommandError(f"no database at {path} (start 'pbx serve --data {directory}' once, "
+                           "or add a user to create it)")
+    store = Store(path)
+    store.open()
+    return store
+
+
+def secret_box(directory: Path) -> SecretBox:
+    return SecretBox(directory / "secret.key")
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
+def realm(directory: Path) -> str:
+    return config_module.load(directory).auth.realm
+
+
+def check_extension(extension: str) -> None:
+    if not extension or len(extension) > EXTENSION_MAX or not all(
+            c.isalnum() or c in "-_.+*#" for c in extension):
+        raise CommandError(f"extension {extension!r}: use up to {EXTENSION_MAX} letters, digits "
+                           "or - _ . + * #")
+
+
+def check_password(password: str) -> None:
+    if len(password) < 8:
+        raise CommandError("SIP passwords need at least 8 characters")
+    if any(c in password for c in "\r\n\t\"\\") or not password.isprintable():
+        raise CommandError("SIP passwords must be printable, without quotes or backslashes")
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def user_add(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    check_extension(args.extension)
+    password = args.password or generate_sip_password()
+    check_password(password)
+    store = open_store(directory, create=True)
+    try:
+        box = secret_box(directory)
+        now = time.time()
+        creds = make_credentials(box, args.extension, realm(directory), password, now)
+
+        def add(db: Any) -> Any:
+            user = users.add_user(db, args.extension, args.name or args.extension, now=now)
+            store_credentials.set_credentials(db, creds)
+            audit.record(db, actor=actor(), action="user.add", target=args.extension,
+                         new={"extension": args.extension, "name": user.display_name}, at=now)
+            return user
+
+        try:
+            store.write(add)
+        except AlreadyExists as exc:
+            raise CommandError(f"extension {args.extension} already exists") from exc
+    finally:
+        store.close()
+    print(f"added extension {args.extension}")
+    if not args.password:
+        print(f"SIP password: {password}")
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    store = open_store(data_dir(args))
+    try:
+        rows = store.read(users.list_users)
+        active = store.read(registrations.list_bindings, now=time.time())
+    finally:
+        store.close()
+    registered: dict[str, int] = {}
+    for binding in active:
+        registered[binding.extension] = registered.get(binding.extension, 0) + 1
+    print(f"{'EXTENSION':<12} {'NAME':<30} {'REGISTERED':>10}")
+    for user in rows:
+        print(f"{user.extension:<12} {user.display_name:<30} {registered.get(user.extension, 0):>10}")
+    return 0
+
+
+def user_show(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    store = open_store(directory)
+    try:
+        user = store.read(users.get_user, args.extension)
+        creds = store.read(store_credentials.get_credentials, args.extension)
+        if user is None or creds is None:
+            raise CommandError(f"no extension {args.extension}")
+        store.write(audit.record, actor=actor(), action="user.show_password",
+                    target=args.extension, at=time.time())
+    finally:
+        store.close()
+    cfg = config_module.load(directory)
+    password = secret_box(directory).decrypt(creds.password_enc)
+    print(f"extension:    {user.extension}")
+    print(f"name:         {user.display_name}")
+    print(f"server:       {cfg.sip.bind or '<this server address>'}")
+    print(f"port:         {cfg.sip.port} (UDP/TCP), {cfg.tls_port} (TLS)")
+    print(f"username:     {user.extension}")
+    print(f"auth user:    {user.extension}")
+    print(f"password:     {password}")
+    print(f"realm:        {creds.realm}")
+    return 0
+
+
+def user_passwd(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    password = args.password or generate_sip_password()
+    check_password(password)
+    store = open_store(directory)
+    try:
+        if store.read(users.get_user, args.extension) is None:
+            raise CommandError(f"no extension {args.extension}")
+        now = time.time()
+        creds = make_credentials(secret_box(directory), args.extension, realm(directory), password, now)
+
+        def change(db: Any) -> None:
+            store_credentials.set_credentials(db, creds)
+            audit.record(db, actor=actor(), action="user.passwd", target=args.extension, at=now)
+
+        store.write(change)
+    finally:
+        store.close()
+    print(f"new SIP password set for {args.extension}")
+    if not args.password:
+        print(f"SIP password: {password}")
+    return 0
+
+
+def user_del(args: argparse.Namespace) -> int:
+    store = open_store(data_dir(args))
+    try:
+        def delete(db: Any) -> None:
+            users.delete_user(db, args.extension)
+            audit.record(db, actor=actor(), action="user.del", target=args.extension,
+                         old={"extension": args.extension}, at=time.time())
+
+        try:
+            store.write(delete)
+        except NotFound as exc:
+            raise CommandError(f"no extension {args.extension}") from exc
+    finally:
+        store.close()
+    print(f"deleted extension {args.extension}")
+    return 0
+
+
+# -- status, bans, admin, db ----------------------------------------------------------------
+
+
+def read_status_file(directory: Path) -> dict[str, Any] | None:
+    path = directory / "run" / "status.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    pid = data.get("pid")
+    if isinstance(pid, int) and not _alive(pid):
+        return None
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    store = open_store(directory)
+    now = time.time()
+    try:
+        active = store.read(registrations.list_bindings, now=now)
+    finally:
+        store.close()
+    live = read_status_file(directory)
+    result = {
+        "running": live is not None,
+        "pid": live.get("pid") if live else None,
+        "listening": live.get("listening", []) if live else [],
+        "loop_lag": {k: v for k, v in (live or {}).get("loop_lag", {}).items() if k != "hist"},
+        "registrations": [
+            {
+                "extension": b.extension,
+                "contact": b.contact,
+                "transport": b.transport.lower(),
+                "source": f"{b.source_host}:{b.source_port}",
+                "user_agent": b.user_agent,
+                "expires": max(0, int(b.expires_at - now)),
+            }
+            for b in active
+        ],
+    }
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print("server:", f"running (pid {result['pid']})" if live else "not running")
+    for item in result["listening"]:
+        print(f"  listening {item['transport']} {item['address']}:{item['port']}")
+    print(f"registrations: {len(result['registrations'])}")
+    for reg in result["registrations"]:
+        print(f"  {reg['extension']:<10} {reg['transport']:<4} {reg['source']:<22} "
+              f"{reg['expires']:>5}s {reg['contact']}  {reg['user_agent']}")
+    return 0
+
+
+def ban_list(args: argparse.Namespace) -> int:
+    store = open_store(data_dir(args))
+    now = time.time()
+    try:
+        active = store.read(bans.active_bans, now)
+    finally:
+        store.close()
+    if not active:
+        print("no active bans")
+    for ban in active:
+        who = f" user {ban.username}" if ban.username else ""
+        print(f"{ban.address}{who}  {int(ban.until - now)}s left  ({ban.reason})")
+    return 0
+
+
+def ban_del(args: argparse.Namespace) -> int:
+    store = open_store(data_dir(args))
+    try:
+        def lift(db: Any) -> int:
+            count = bans.delete_bans(db, args.address)
+            audit.record(db, actor=actor(), action="ban.del", target=args.address,
+                         old={"bans": count}, at=time.time())
+            return count
+
+        count = store.write(lift)
+    finally:
+        store.close()
+    if count == 0:
+        raise CommandError(f"{args.address} is not banned")
+    print(f"lifted {count} ban(s) of {args.address}")
+    return 0
+
+
+def ensure_first_admin(store: Store) -> str | None:
+    """Create the ``admin`` account when none exists; return the password if generated."""
+    if store.read(admins.get_admin, "admin") is not None:
+        return None
+    given = os.environ.get("PBX_ADMIN_PASSWORD")
+    password = given or generate_admin_password()
+    now = time.time()
+
+    def create(db: Any) -> None:
+        admins.create_admin(db, "admin", hash_admin_password(password), not given)
+        audit.record(db, actor="system", action="admin.create", target="admin", at=now)
+
+    store.write(create)
+    return None if given else password
+
+
+def admin_reset_password(args: argparse.Namespace) -> int:
+    store = open_store(data_dir(args))
+    given = args.password or os.environ.get("PBX_ADMIN_PASSWORD")
+    password = given or generate_admin_password()
+    try:
+        def reset(db: Any) -> None:
+            hashed = hash_admin_password(password)
+            if admins.get_admin(db, args.user) is None:
+                admins.create_admin(db, args.user, hashed, not given)
+            else:
+                admins.set_admin_password(db, args.user, hashed, not given)
+            audit.record(db, actor=actor(), action="admin.reset_password", target=args.user,
+                         at=time.time())
+
+        store.write(reset)
+    finally:
+        store.close()
+    print(f"password of {args.user} reset")
+    if not given:
+        print(f"new password (change it at first login): {password}")
+    return 0
+
+
+def db_migrate(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    store = open_store(directory, create=True)
+    try:
+        applied = store.write(migrate)
+        check = store.integrity_check()
+    finally:
+        store.close()
+    print(f"schema up to date ({len(applied)} migration(s) applied now); integrity: {check}")
+    return 0
+
+
+HANDLERS = {
+    ("user", "add"): user_add,
+    ("user", "list"): user_list,
+    ("user", "show"): user_show,
+    ("user", "passwd"): user_passwd,
+    ("user", "del"): user_del,
+    ("ban", "list"): ban_list,
+    ("ban", "del"): ban_del,
+    ("admin", "reset-password"): admin_reset_password,
+    ("db", "migrate"): db_migrate,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "status":
+        return status(args)
+    sub = getattr(args, f"{args.command}_command")
+    return HANDLERS[(args.command, sub)](args)

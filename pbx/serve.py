@@ -1,0 +1,83 @@
+"""``pbx serve``: process start-up.
+
+Order matters: the asyncio reactor is installed before anything imports
+``twisted.internet.reactor`` (so asyncio libraries share the loop), the open-files limit is
+raised to the hard limit (thousands of media sockets later), the configuration is loaded (a bad
+key stops start-up with its name), the data directory and database are created on first start
+together with the first admin account, and then the server runs in the foreground until SIGINT
+or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def install_reactor() -> Any:
+    """Install Twisted's asyncio reactor on a fresh event loop and return it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def raise_open_files_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1_048_576
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit to %d: %s", hard, exc)
+    return soft
+
+
+def serve(args: argparse.Namespace) -> int:
+    reactor = install_reactor()
+    from pbx import log as pbx_log
+    from pbx.cli import load_config
+    from pbx.commands import ensure_first_admin
+    from pbx.service import PbxServer, database_path
+    from pbx.store.db import Store
+
+    config = load_config(args)
+    pbx_log.setup(config.log.level)
+    limit = raise_open_files_limit()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    store = Store(database_path(config.data_dir))
+    store.open()
+    password = ensure_first_admin(store)
+    if password is not None:
+        print("=" * 60, file=sys.stderr)
+        print("First start: web administrator account created.", file=sys.stderr)
+        print("  user:     admin", file=sys.stderr)
+        print(f"  password: {password}", file=sys.stderr)
+        print("It is shown only this once; you must change it at first login.", file=sys.stderr)
+        print("=" * 60, file=sys.stderr)
+    server = PbxServer(config, reactor, store)
+    try:
+        server.start()
+    except Exception as exc:  # e.g. a port in use: say it plainly and stop
+        log.error("cannot start: %s", exc)
+        store.close()
+        return 1
+    log.info("pbx ready (pid %d, open-files limit %d)", os.getpid(), limit)
+    reactor.addSystemEventTrigger("before", "shutdown", server.stop)
+    reactor.run()
+    return 0

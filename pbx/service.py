@@ -1,0 +1,199 @@
+"""Composition root: builds every part of a running pbx and wires them together.
+
+The only module that knows them all: configuration, the store, TLS material, the guard, the
+digest authenticator, the SIP stack with its transports, the registrar, loop-lag monitoring
+and the status file. ``pbx serve`` (pbx.cli) installs the reactor, then builds a
+:class:`PbxServer` with it, starts it and runs the reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, ssl, task
+
+from pbx import __version__
+from pbx.certs import ensure_tls_files
+from pbx.config import Config
+from pbx.health import LoopLagMonitor, StatusFile
+from pbx.sip.access import Access
+from pbx.sip.auth import DigestAuthenticator, DigestConfig
+from pbx.sip.guard import Ban as GuardBan
+from pbx.sip.guard import Guard, GuardConfig
+from pbx.sip.message import Limits
+from pbx.sip.methods import Methods
+from pbx.sip.registrar import Registrar, RegistrarPolicy
+from pbx.sip.stack import ALLOWED_METHODS, Stack, StackOptions
+from pbx.sip.transaction import TimerConfig
+from pbx.sip.transport import Transports
+from pbx.store import bans as store_bans
+from pbx.store import credentials as store_credentials
+from pbx.store import registrations
+from pbx.store.db import Store
+from pbx.store.deferred import as_deferred
+
+log = logging.getLogger(__name__)
+
+BAN_SYNC_INTERVAL = 2.0
+PURGE_INTERVAL = 60.0
+
+
+def database_path(data_dir: Path) -> Path:
+    return data_dir / "pbx.sqlite"
+
+
+class PbxServer:
+    """One running pbx: start() opens everything, stop() closes it in order."""
+
+    def __init__(self, config: Config, reactor: Any, store: Store | None = None) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.store = store or Store(database_path(config.data_dir))
+        self.started_at = time.time()
+        self._loops: list[task.LoopingCall] = []
+        guard_cfg = config.guard
+        self.guard = Guard(
+            GuardConfig(max_failures=guard_cfg.max_failures, window=guard_cfg.window,
+                        ban_time=guard_cfg.ban_time, trusted_window=guard_cfg.trusted_window,
+                        allowlist=guard_cfg.allowlist, scanner_agents=guard_cfg.scanner_agents),
+            time.time,
+        )
+        self.authenticator = DigestAuthenticator(
+            os.urandom(32), time.time,
+            DigestConfig(realm=config.auth.realm, nonce_lifetime=config.auth.nonce_lifetime,
+                         accept_no_qop=config.auth.accept_no_qop,
+                         algorithms=config.auth.algorithms),
+        )
+        sip = config.sip
+        limits = Limits(max_message_size=sip.max_message_size, max_headers=sip.max_headers,
+                        max_line_length=sip.max_line_length)
+        self.stack = Stack(reactor, self.guard, StackOptions(
+            timers=TimerConfig(t1=sip.t1, t2=sip.t2, t4=sip.t4), limits=limits,
+            server_header=sip.server_header))
+        self.transports = Transports(reactor, self.stack.receive, limits, sip.tcp_idle_timeout)
+        self.stack.transports = self.transports
+        self.access = Access(self.authenticator, self.guard, self._lookup_credentials, self._persist_ban)
+        reg = config.registrar
+        self.registrar = Registrar(
+            self.access, self._commit_bindings,
+            RegistrarPolicy(min_expires=reg.min_expires, max_expires=reg.max_expires,
+                            default_expires=reg.default_expires, max_contacts=reg.max_contacts,
+                            domains=sip.domains),
+            time.time, self._local_hosts)
+        self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
+        self.stack.sink = self.methods
+        self.loop_lag = LoopLagMonitor(reactor)
+        self.status_file = StatusFile(reactor, config.data_dir / "run" / "status.json", self.snapshot)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, listen on every configured transport, start periodic jobs."""
+        config = self.config
+        if not self.store.is_open:
+            self.store.open()
+        now = time.time()
+        self.store.write(registrations.purge_expired, now)
+        self.guard.load(_to_guard(b) for b in self.store.read(store_bans.active_bans, now))
+        bind = config.sip.bind
+        transports = config.sip.transports
+        if "udp" in transports:
+            self.transports.listen_udp(bind, config.sip.port)
+        if "tcp" in transports:
+            self.transports.listen_stream("TCP", bind, config.sip.port)
+        if "tls" in transports:
+            files = ensure_tls_files(config.data_dir, config.sip.tls_certificate,
+                                     config.sip.tls_private_key, bind)
+            context = ssl.DefaultOpenSSLContextFactory(str(files.private_key), str(files.certificate))
+            self.transports.listen_stream("TLS", bind, config.tls_port, context)
+        self.loop_lag.start()
+        self._every(BAN_SYNC_INTERVAL, self._sync_bans)
+        self._every(PURGE_INTERVAL, self._purge)
+        self.status_file.start()
+        for address in self.transports.listening():
+            log.info("listening on %s", address)
+
+    def _every(self, interval: float, fn: Any) -> None:
+        loop = task.LoopingCall(fn)
+        loop.clock = self.reactor
+        loop.start(interval, now=False).addErrback(lambda f: log.error("%s", f.getTraceback()))
+        self._loops.append(loop)
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self.loop_lag.stop()
+        self.status_file.stop()
+        yield defer.gatherResults([d for d in self.transports.stop() if d is not None],
+                                  consumeErrors=True)
+        self.store.close()
+
+    # -- store glue (reactor side) -------------------------------------------------------------
+
+    def _lookup_credentials(self, username: str) -> defer.Deferred[Any]:
+        return as_deferred(self.store.read_async(store_credentials.get_credentials, username),
+                           self.reactor)
+
+    def _commit_bindings(self, extension: str, **changes: Any) -> defer.Deferred[Any]:
+        return as_deferred(self.store.write_async(registrations.apply_register, extension, **changes),
+                           self.reactor)
+
+    def _persist_ban(self, ban: GuardBan) -> None:
+        stored = store_bans.Ban(address=ban.address, username=ban.username, until=ban.until,
+                                reason=ban.reason, created_at=ban.created_at)
+        d = as_deferred(self.store.write_async(store_bans.add_ban, stored), self.reactor)
+        d.addErrback(lambda f: log.error("ban not saved: %s", f.getErrorMessage()))
+
+    @defer.inlineCallbacks
+    def _sync_bans(self) -> Any:
+        """Bans lifted with ``pbx ban del`` (another process) take effect here within seconds."""
+        now = time.time()
+        stored = yield as_deferred(self.store.read_async(store_bans.active_bans, now), self.reactor)
+        keys = {(b.address, b.username) for b in stored}
+        for ban in self.guard.active_bans():
+            if (ban.address, ban.username) not in keys and now - ban.created_at > BAN_SYNC_INTERVAL * 2:
+                self.guard.lift(ban.address)
+        known = {(b.address, b.username) for b in self.guard.active_bans()}
+        self.guard.load(_to_guard(b) for b in stored if (b.address, b.username) not in known)
+
+    def _purge(self) -> Any:
+        d = as_deferred(self.store.write_async(registrations.purge_expired, time.time()), self.reactor)
+        d.addErrback(lambda f: log.error("purge failed: %s", f.getErrorMessage()))
+        return d
+
+    def _local_hosts(self) -> set[str]:
+        hosts = {"localhost", "127.0.0.1"}
+        hosts.update(a.host for a in self.transports.listening())
+        if self.config.sip.bind:
+            hosts.add(self.config.sip.bind)
+        return hosts
+
+    # -- live status ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "listening": [
+                {"transport": a.transport.lower(), "address": a.host, "port": a.port}
+                for a in self.transports.listening()
+            ],
+            "transactions": self.stack.transaction_count,
+            "connections": self.transports.connection_count(),
+            "messages": dict(self.stack.stats),
+            "bans": len(self.guard.active_bans()),
+            "loop_lag": self.loop_lag.snapshot(),
+        }
+
+
+def _to_guard(ban: store_bans.Ban) -> GuardBan:
+    return GuardBan(address=ban.address, username=ban.username, until=ban.until,
+                    reason=ban.reason, created_at=ban.created_at)

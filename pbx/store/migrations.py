@@ -1,0 +1,123 @@
+"""Versioned schema of the pbx database.
+
+Owns every CREATE/ALTER statement. Migrations are registered, in order, on one
+``sqlite_utils.migrations.Migrations("pbx")`` set; each runs inside its own transaction together
+with the record of it having been applied (table ``_sqlite_migrations``), so a crash mid-way
+leaves it pending. Never edit a released migration: append a new one.
+Must not import twisted or anything outside pbx.store.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Migrations("pbx")
+
+
+def _run(db: Database, statements: list[str]) -> None:
+    for sql in statements:
+        db.execute(sql)
+
+
+@MIGRATIONS(name="m001_core")
+def _m001_core(db: Database) -> None:
+    _run(
+        db,
+        [
+            """CREATE TABLE users (
+                extension TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                enabled INTEGER NOT NULL DEFAULT 1,
+                created_at REAL NOT NULL
+            )""",
+            """CREATE TABLE credentials (
+                extension TEXT PRIMARY KEY
+                    REFERENCES users(extension) ON DELETE CASCADE,
+                realm TEXT NOT NULL,
+                password_enc TEXT NOT NULL,
+                ha1_md5 TEXT NOT NULL,
+                ha1_sha256 TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE admins (
+                username TEXT PRIMARY KEY,
+                password_hash TEXT NOT NULL,
+                must_change_password INTEGER NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            """CREATE TABLE audit_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at REAL NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                old TEXT,
+                new TEXT
+            )""",
+            "CREATE INDEX audit_log_actor ON audit_log(actor, id)",
+            "CREATE INDEX audit_log_target ON audit_log(target, id)",
+        ],
+    )
+
+
+@MIGRATIONS(name="m002_bindings")
+def _m002_bindings(db: Database) -> None:
+    _run(
+        db,
+        [
+            """CREATE TABLE bindings (
+                id INTEGER PRIMARY KEY,
+                extension TEXT NOT NULL
+                    REFERENCES users(extension) ON DELETE CASCADE,
+                contact TEXT NOT NULL,
+                expires_at REAL NOT NULL,
+                call_id TEXT NOT NULL,
+                cseq INTEGER NOT NULL,
+                transport TEXT NOT NULL,
+                source_host TEXT NOT NULL,
+                source_port INTEGER NOT NULL,
+                user_agent TEXT NOT NULL,
+                instance_id TEXT,
+                reg_id INTEGER,
+                path TEXT NOT NULL DEFAULT '[]',
+                q REAL,
+                updated_at REAL NOT NULL,
+                UNIQUE (extension, contact)
+            )""",
+            "CREATE INDEX bindings_expires_at ON bindings(expires_at)",
+        ],
+    )
+
+
+@MIGRATIONS(name="m003_bans")
+def _m003_bans(db: Database) -> None:
+    # username '' stands for "every user" (NULLs would not collide in the unique index).
+    _run(
+        db,
+        [
+            """CREATE TABLE bans (
+                address TEXT NOT NULL,
+                username TEXT NOT NULL DEFAULT '',
+                until REAL NOT NULL,
+                reason TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                PRIMARY KEY (address, username)
+            )""",
+            "CREATE INDEX bans_until ON bans(until)",
+        ],
+    )
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every pending migration; return the names applied (empty when up to date)."""
+    pending = [m.name for m in MIGRATIONS.pending(db)]
+    if pending:
+        MIGRATIONS.apply(db)
+        log.info("applied database migrations: %s", ", ".join(pending))
+    return pending

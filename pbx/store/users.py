@@ -1,0 +1,73 @@
+"""SIP users (extensions).
+
+Owns the ``users`` table. Plain functions taking the sqlite-utils Database first; dataclasses
+out. Must not import twisted or anything outside pbx.store.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from pbx.store.errors import AlreadyExists, NotFound
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = "extension, display_name, enabled, created_at"
+
+
+@dataclass(frozen=True)
+class User:
+    extension: str
+    display_name: str
+    enabled: bool
+    created_at: float
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(extension=row[0], display_name=row[1], enabled=bool(row[2]), created_at=row[3])
+
+
+def add_user(db: Database, extension: str, display_name: str, *, now: float | None = None) -> User:
+    """Create an enabled user; raise AlreadyExists if the extension is taken."""
+    user = User(extension, display_name, True, time.time() if now is None else now)
+    try:
+        db.execute(
+            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?)",
+            [extension, display_name, user.created_at],
+        )
+    except sqlite3.IntegrityError as exc:
+        raise AlreadyExists(f"extension {extension} already exists") from exc
+    return user
+
+
+def get_user(db: Database, extension: str) -> User | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM users WHERE extension = ?", [extension]).fetchone()
+    return None if row is None else _user(row)
+
+
+def list_users(db: Database) -> list[User]:
+    """Every user, sorted by extension."""
+    rows = db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY extension").fetchall()
+    return [_user(row) for row in rows]
+
+
+def set_user_enabled(db: Database, extension: str, enabled: bool) -> None:
+    """Enable or disable a user; raise NotFound if it does not exist."""
+    cursor = db.execute(
+        "UPDATE users SET enabled = ? WHERE extension = ?", [int(enabled), extension]
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no extension {extension}")
+
+
+def delete_user(db: Database, extension: str) -> None:
+    """Delete a user with its credentials and bindings; raise NotFound if it does not exist."""
+    cursor = db.execute("DELETE FROM users WHERE extension = ?", [extension])
+    if cursor.rowcount == 0:
+        raise NotFound(f"no extension {extension}")

@@ -1,0 +1,1 @@
+"""Marker package: resources installed from config/, templates/ and firmware/."""

@@ -1,0 +1,324 @@
+"""linphone-daemon driver: a second, independent real SIP user agent scripted over stdin.
+
+Owns: a fresh HOME (with ``.local/share/linphone``: without it the daemon opens no SIP
+listening point and REGISTER never leaves) and a fresh copy of the rc file per start (linphone
+rewrites its config), the daemon process with its log in DIR/linphone.log, the line protocol
+(command echo, ``Status: Ok|Error`` block, ``Key: Value`` lines, ``daemon-linphone>`` prompt;
+asynchronous ``Event-type:`` blocks collected as events), and the verbs register /
+register_status / wait_registered / unregister / call / terminate / wait_event / quit.
+
+Pitfalls (shared/design/dependencies.md 4.11): ``call-stats`` during a call crashes the daemon
+with SIGSEGV, so command() refuses it. linphone puts 127.0.0.1 into its SDP correctly, so it
+does not need a private netns (it works inside one too).
+
+Must not import anything from ``pbx``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ports
+
+log = logging.getLogger(__name__)
+
+DAEMON_BIN = "linphone-daemon"
+PROMPT = "daemon-linphone>"
+_FORBIDDEN = ("call-stats",)
+_FIELD = re.compile(r"^([A-Za-z][\w-]*): ?(.*)$")
+
+
+class LinphoneError(RuntimeError):
+    """The daemon failed, answered Status: Error, or a wait timed out (message has log tail)."""
+
+
+@dataclass
+class LinphoneResponse:
+    """One command's answer: status ("Ok"/"Error"), its Key: Value fields, the raw text."""
+
+    status: str
+    fields: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    records: list[dict[str, str]] = field(default_factory=list)  # one dict per blank-line block
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "Ok"
+
+
+def _sections(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Split daemon output into (response records, events).
+
+    A response starts at ``Status:``; blank lines split it into records (register-status ALL
+    gives one per Id). An event starts at ``Event-type:`` and takes every Key: Value line up to
+    the next section (its ``Event:``/``Id:`` lines follow a blank line). Command echoes and
+    free text (help output) are ignored.
+    """
+    records: list[dict[str, str]] = []
+    events: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    in_event = False
+    for line in text.splitlines():
+        m = _FIELD.match(line.strip())
+        if m is None:
+            if not in_event and current:
+                current = {}
+                records.append(current)
+            continue
+        key, value = m.group(1), m.group(2)
+        if key == "Event-type":
+            current, in_event = {key: value}, True
+            events.append(current)
+        elif key == "Status":
+            current, in_event = {key: value}, False
+            records.append(current)
+        elif current is not None:
+            current[key] = value
+    return [r for r in records if r], events
+
+
+class Linphone:
+    """One linphone-daemon with its own HOME, rc and SIP/RTP ports under workdir/name."""
+
+    def __init__(self, workdir: Path, *, name: str = "linphone") -> None:
+        self.dir = Path(workdir) / name
+        self.home = self.dir / "home"
+        self.name = name
+        self.sip_port = ports.free_port()
+        self.rtp_ports = ports.free_port_block(20)
+        self.rc_path = self.dir / "linphonerc"
+        self.log_path = self.dir / "linphone.log"
+        self.console_path = self.dir / "console.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._buf = ""
+        self._eof = False
+        self.events: list[dict[str, str]] = []
+        self._consumed: set[int] = set()
+
+    def _rc_text(self) -> str:
+        low, high = self.rtp_ports
+        return (
+            "[sip]\n"
+            f"sip_port={self.sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nuse_ipv6=0\n"
+            "[rtp]\n"
+            f"audio_rtp_port={low}-{high}\n"
+            "[sound]\necho_cancellation=0\necho_canceller=0\n"
+            "[net]\nfirewall_policy=0\n"
+        )
+
+    def start(self, timeout: float = 10.0) -> Linphone:
+        """Fresh HOME + rc, start the daemon, wait for its first prompt."""
+        (self.home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rc_path.write_text(self._rc_text(), encoding="utf-8")
+        env = dict(os.environ, HOME=str(self.home))
+        args = [DAEMON_BIN, "--config", str(self.rc_path), "--log", str(self.log_path)]
+        args.append("--disable-stats-events")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=self.dir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read_loop, name=f"{self.name}-stdout")
+        self._reader.daemon = True
+        self._reader.start()
+        self._take_until_prompt(timeout, "startup")
+        return self
+
+    def _read_loop(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        out = self.proc.stdout
+        with self.console_path.open("a", encoding="utf-8") as console:
+            while True:
+                chunk = os.read(out.fileno(), 65536)
+                if not chunk:
+                    break
+                text = chunk.decode("utf-8", errors="replace")
+                console.write(text)
+                console.flush()
+                with self._cond:
+                    self._buf += text
+                    self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def _take_until_prompt(self, timeout: float, what: str) -> str:
+        """Wait for the next prompt; return the text before it and drop both from the buffer."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while PROMPT not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise LinphoneError(f"no prompt after {what!r}" + self._tail())
+                self._cond.wait(left)
+            text, _, self._buf = self._buf.partition(PROMPT)
+            return text
+
+    def _tail(self, lines: int = 30) -> str:
+        parts = []
+        for path in (self.console_path, self.log_path):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            parts.append(f"\n--- {path} (tail) ---\n" + "\n".join(text[-lines:]))
+        return "".join(parts)
+
+    def command(self, line: str, timeout: float = 5.0) -> LinphoneResponse:
+        """Send one command line and parse its answer; Event-type blocks go to self.events."""
+        if line.split(" ", 1)[0] in _FORBIDDEN:
+            raise ValueError(f"{line!r} crashes linphone-daemon (SIGSEGV); never send it")
+        if self.proc is None or self.proc.stdin is None or self.proc.poll() is not None:
+            raise LinphoneError("linphone-daemon is not running" + self._tail())
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        return self._parse(self._take_until_prompt(timeout, line))
+
+    def _parse(self, raw: str) -> LinphoneResponse:
+        records, events = _sections(raw)
+        with self._cond:
+            self.events.extend(events)
+        fields: dict[str, str] = {}
+        for rec in records:
+            fields.update(rec)
+        resp = LinphoneResponse(fields.get("Status", ""), fields, raw, records)
+        if not resp.ok:
+            raise LinphoneError(f"{raw.strip()!r}" + self._tail())
+        return resp
+
+    def wait_event(self, event: str, timeout: float = 10.0, call_id: str | None = None) -> dict[str, str]:
+        """First not yet consumed event with ``Event: <event>`` (e.g. LinphoneCallConnected).
+
+        The daemon prints events after its prompt, so this polls with the harmless
+        ``version`` command to collect them.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                for i, ev in enumerate(self.events):
+                    if i in self._consumed or ev.get("Event") != event:
+                        continue
+                    if call_id is None or ev.get("Id") == call_id:
+                        self._consumed.add(i)
+                        return ev
+            if time.monotonic() > deadline:
+                seen = [e.get("Event") for e in self.events]
+                raise LinphoneError(f"no {event} in {timeout:g}s; seen {seen}" + self._tail())
+            time.sleep(0.2)
+            self.command("version")
+
+    def register(
+        self,
+        user: str,
+        password: str | None,
+        port: int,
+        host: str = "127.0.0.1",
+        transport: str = "udp",
+        realm: str | None = None,
+    ) -> int:
+        """register IDENTITY PROXY PASSWORD USERID REALM; returns the registration id."""
+        if not host.startswith("127."):
+            raise ValueError("interop tests use 127.0.0.0/8 only")
+        identity = f"sip:{user}@{host}:{port}"
+        proxy = f"sip:{host}:{port};transport={transport}"
+        resp = self.command(f"register {identity} {proxy} {password or 'NULL'} {user} {realm or 'NULL'}")
+        return int(resp.fields["Id"])
+
+    def register_status(self, reg_id: int | str = "ALL") -> dict[int, str]:
+        """{id: state}, state e.g. LinphoneRegistrationOk / Progress / Failed / Cleared."""
+        resp = self.command(f"register-status {reg_id}")
+        return {int(r["Id"]): r.get("State", "") for r in resp.records if "Id" in r}
+
+    def wait_registered(self, reg_id: int, timeout: float = 10.0) -> None:
+        """Poll register-status until Ok; raise at once on LinphoneRegistrationFailed."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.register_status(reg_id).get(reg_id, "")
+            if state == "LinphoneRegistrationOk":
+                return
+            if state == "LinphoneRegistrationFailed":
+                raise LinphoneError(f"registration {reg_id} failed" + self._tail())
+            time.sleep(0.2)
+        raise LinphoneError(f"registration {reg_id} still {state!r} after {timeout:g}s" + self._tail())
+
+    def unregister(self, reg_id: int | str = "ALL") -> None:
+        self.command(f"unregister {reg_id}")
+
+    def call(self, uri: str) -> str:
+        """Start an outgoing call; returns its call id (events carry it as ``Id``)."""
+        host = uri.split(":", 1)[-1].rsplit("@", 1)[-1]
+        if not host.startswith("127."):
+            raise ValueError("interop tests call 127.0.0.0/8 only")
+        return self.command(f"call {uri}").fields["Id"]
+
+    def terminate(self, call_id: str | None = None) -> None:
+        self.command("terminate" + (f" {call_id}" if call_id else ""))
+
+    def quit(self, timeout: float = 5.0) -> int:
+        """``quit`` and wait for the exit status (stop() if it hangs)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise LinphoneError(f"linphone-daemon did not quit in {timeout:g}s" + self._tail()) from None
+        self._cleanup()
+        return self.proc.returncode
+
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM then SIGKILL, by pid only; safe to call twice."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(proc.pid, sig)
+                    proc.wait(grace)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        if self._reader is not None:
+            self._reader.join(2)
+            self._reader = None
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        ports.release(self.sip_port)
+        ports.release_block(*self.rtp_ports)
+
+    def __enter__(self) -> Linphone:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,55 @@
+"""Schema migrations: applied at open, idempotent, and old databases are upgraded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from pbx.store.db import Store
+from pbx.store.migrations import MIGRATIONS, migrate
+from pbx.store.registrations import apply_register, list_bindings
+from pbx.store.users import get_user
+
+from .conftest import make_binding
+
+ALL = ["m001_core", "m002_bindings", "m003_bans"]
+
+
+def test_migrate_applies_everything_once(tmp_path: Path) -> None:
+    db = Database(tmp_path / "x.sqlite3")
+    assert migrate(db) == ALL
+    assert migrate(db) == []
+    assert {"users", "credentials", "bindings", "bans", "admins", "audit_log", "settings"} <= set(
+        db.table_names()
+    )
+
+
+def test_open_twice_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    for _ in range(2):
+        with Store(path) as store:
+            applied = store.read(lambda db: [m.name for m in MIGRATIONS.applied(db)])
+            assert applied == ALL
+
+
+def test_old_version_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    old = Database(path)
+    MIGRATIONS.apply(old, stop_before="m002_bindings")  # a database from before bindings
+    old.execute("INSERT INTO users VALUES ('100', 'Alice', 1, 5.0)")
+    assert "bindings" not in old.table_names()
+    old.close()
+
+    with Store(path) as store:
+        assert store.read(lambda db: [m.name for m in MIGRATIONS.applied(db)]) == ALL
+        assert store.read(get_user, "100") is not None
+        store.write(
+            apply_register,
+            "100",
+            upserts=[make_binding("100", "sip:100@127.0.0.1", 100.0)],
+            removes=[],
+            remove_all=False,
+            now=0.0,
+        )
+        assert len(store.read(list_bindings, now=0.0)) == 1

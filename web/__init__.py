@@ -1,0 +1,1 @@
+"""Admin web UI and REST API (Flask), served by the reactor through twisted.web.wsgi."""
