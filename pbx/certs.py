@@ -78,7 +78,9 @@ def generate_self_signed(directory: Path, bind: str = "") -> TlsFiles:
     return files
 
 
-def ensure_tls_files(data_dir: Path, certificate: str, private_key: str, bind: str = "") -> TlsFiles:
+def ensure_tls_files(
+    data_dir: Path, certificate: str, private_key: str, bind: str = ""
+) -> TlsFiles:
     """Return the configured pair, or the generated one (created at first start)."""
     if certificate or private_key:
         files = TlsFiles(Path(certificate), Path(private_key))

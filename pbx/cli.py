@@ -19,21 +19,21 @@ time: ``serve`` installs the asyncio reactor before anything can import the glob
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from pbx import __version__
-from pbx.config import Config, ConfigError, load, parse_port_range
+from pbx.config import ConfigError
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=os.environ.get("PBX_DATA", "data"), metavar="DIR",
-                        help="data directory (default ./data)")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("PBX_DATA", "data"),
+        metavar="DIR",
+        help="data directory (default ./data)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server in the foreground")
     _data_arg(serve)
-    serve.add_argument("--config", metavar="FILE", help="site configuration (default DATA/pbx.toml)")
+    serve.add_argument(
+        "--config", metavar="FILE", help="site configuration (default DATA/pbx.toml)"
+    )
     serve.add_argument("--bind", metavar="ADDR", help="address to listen on (default all)")
     serve.add_argument("--sip-port", type=int, metavar="N", help="SIP UDP/TCP port (default 5060)")
-    serve.add_argument("--tls-port", type=int, metavar="N", help="SIP TLS port (default SIP port + 1)")
+    serve.add_argument(
+        "--tls-port", type=int, metavar="N", help="SIP TLS port (default SIP port + 1)"
+    )
     serve.add_argument("--http-port", type=int, metavar="N", help="HTTPS port (default 8443)")
-    serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-30000)")
+    serve.add_argument(
+        "--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-30000)"
+    )
 
     user = sub.add_parser("user", help="manage users and extensions")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -57,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password", help="SIP password (default: generate and print one)")
     add.add_argument("--name", default="", help="display name")
     _data_arg(add)
+    imp = user_sub.add_parser("import", help="add users from a CSV file (extension,password,name)")
+    imp.add_argument("file", help="CSV file; '-' reads standard input; empty passwords are generated")
+    _data_arg(imp)
     for name, text in (("list", "list users"),):
         _data_arg(user_sub.add_parser(name, help=text))
     for name, text in (("show", "show a user's phone set-up"), ("del", "delete a user")):
@@ -114,36 +123,3 @@ def commands_error() -> type[Exception]:
     from pbx.commands import CommandError
 
     return CommandError
-
-
-def serve_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Command-line overrides for :func:`pbx.config.load`."""
-    sip: dict[str, Any] = {}
-    if args.bind is not None:
-        sip["bind"] = args.bind
-    if args.sip_port is not None:
-        sip["port"] = args.sip_port
-        if args.tls_port is None:
-            sip["tls_port"] = args.sip_port + 1 if args.sip_port < 65535 else 0
-    if args.tls_port is not None:
-        sip["tls_port"] = args.tls_port
-    flags: dict[str, dict[str, Any]] = {"sip": sip}
-    if args.http_port is not None:
-        flags["http"] = {"port": args.http_port}
-    if args.rtp_ports is not None:
-        low, high = parse_port_range(args.rtp_ports)
-        flags["rtp"] = {"port_min": low, "port_max": high}
-    return flags
-
-
-def load_config(args: argparse.Namespace) -> Config:
-    return load(Path(args.data), getattr(args, "config", None), serve_flags(args))
-
-
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
-
-
-def now() -> float:
-    return time.time()

@@ -8,6 +8,7 @@ actor ``cli:<login name>``.
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
 import json
 import os
@@ -44,8 +45,10 @@ def data_dir(args: argparse.Namespace) -> Path:
 def open_store(directory: Path, create: bool = False) -> Store:
     path = directory / "pbx.sqlite"
     if not create and not path.exists():
-        raise CommandError(f"no database at {path} (start 'pbx serve --data {directory}' once, "
-                           "or add a user to create it)")
+        raise CommandError(
+            f"no database at {path} (start 'pbx serve --data {directory}' once, "
+            "or add a user to create it)"
+        )
     store = Store(path)
     store.open()
     return store
@@ -67,16 +70,20 @@ def realm(directory: Path) -> str:
 
 
 def check_extension(extension: str) -> None:
-    if not extension or len(extension) > EXTENSION_MAX or not all(
-            c.isalnum() or c in "-_.+*#" for c in extension):
-        raise CommandError(f"extension {extension!r}: use up to {EXTENSION_MAX} letters, digits "
-                           "or - _ . + * #")
+    if (
+        not extension
+        or len(extension) > EXTENSION_MAX
+        or not all(c.isalnum() or c in "-_.+*#" for c in extension)
+    ):
+        raise CommandError(
+            f"extension {extension!r}: use up to {EXTENSION_MAX} letters, digits or - _ . + * #"
+        )
 
 
 def check_password(password: str) -> None:
     if len(password) < 8:
         raise CommandError("SIP passwords need at least 8 characters")
-    if any(c in password for c in "\r\n\t\"\\") or not password.isprintable():
+    if any(c in password for c in '\r\n\t"\\') or not password.isprintable():
         raise CommandError("SIP passwords must be printable, without quotes or backslashes")
 
 
@@ -97,8 +104,14 @@ def user_add(args: argparse.Namespace) -> int:
         def add(db: Any) -> Any:
             user = users.add_user(db, args.extension, args.name or args.extension, now=now)
             store_credentials.set_credentials(db, creds)
-            audit.record(db, actor=actor(), action="user.add", target=args.extension,
-                         new={"extension": args.extension, "name": user.display_name}, at=now)
+            audit.record(
+                db,
+                actor=actor(),
+                action="user.add",
+                target=args.extension,
+                new={"extension": args.extension, "name": user.display_name},
+                at=now,
+            )
             return user
 
         try:
@@ -110,6 +123,56 @@ def user_add(args: argparse.Namespace) -> int:
     print(f"added extension {args.extension}")
     if not args.password:
         print(f"SIP password: {password}")
+    return 0
+
+
+def user_import(args: argparse.Namespace) -> int:
+    """Add many users in one transaction; all or nothing, with a message naming the bad row."""
+    directory = data_dir(args)
+    source = sys.stdin if args.file == "-" else open(args.file, newline="", encoding="utf-8")  # noqa: SIM115
+    with source:
+        rows = [row for row in csv.reader(source) if row and not row[0].startswith("#")]
+    if rows and rows[0][0].strip().lower() == "extension":
+        rows = rows[1:]
+    store = open_store(directory, create=True)
+    try:
+        box = secret_box(directory)
+        site_realm = realm(directory)
+        now = time.time()
+        prepared = []
+        generated = []
+        for number, row in enumerate(rows, start=1):
+            extension = row[0].strip()
+            password = row[1].strip() if len(row) > 1 else ""
+            name = row[2].strip() if len(row) > 2 else ""
+            try:
+                check_extension(extension)
+                if password:
+                    check_password(password)
+            except CommandError as exc:
+                raise CommandError(f"row {number}: {exc}") from exc
+            if not password:
+                password = generate_sip_password()
+                generated.append((extension, password))
+            creds = make_credentials(box, extension, site_realm, password, now)
+            prepared.append((extension, name or extension, creds))
+
+        def add_all(db: Any) -> None:
+            for extension, name, creds in prepared:
+                try:
+                    users.add_user(db, extension, name, now=now)
+                except AlreadyExists as exc:
+                    raise CommandError(f"extension {extension} already exists") from exc
+                store_credentials.set_credentials(db, creds)
+                audit.record(db, actor=actor(), action="user.add", target=extension,
+                             new={"extension": extension, "name": name}, at=now)
+
+        store.write(add_all)
+    finally:
+        store.close()
+    print(f"added {len(prepared)} extension(s)")
+    for extension, password in generated:
+        print(f"{extension},{password}")
     return 0
 
 
@@ -125,7 +188,9 @@ def user_list(args: argparse.Namespace) -> int:
         registered[binding.extension] = registered.get(binding.extension, 0) + 1
     print(f"{'EXTENSION':<12} {'NAME':<30} {'REGISTERED':>10}")
     for user in rows:
-        print(f"{user.extension:<12} {user.display_name:<30} {registered.get(user.extension, 0):>10}")
+        print(
+            f"{user.extension:<12} {user.display_name:<30} {registered.get(user.extension, 0):>10}"
+        )
     return 0
 
 
@@ -137,8 +202,13 @@ def user_show(args: argparse.Namespace) -> int:
         creds = store.read(store_credentials.get_credentials, args.extension)
         if user is None or creds is None:
             raise CommandError(f"no extension {args.extension}")
-        store.write(audit.record, actor=actor(), action="user.show_password",
-                    target=args.extension, at=time.time())
+        store.write(
+            audit.record,
+            actor=actor(),
+            action="user.show_password",
+            target=args.extension,
+            at=time.time(),
+        )
     finally:
         store.close()
     cfg = config_module.load(directory)
@@ -163,7 +233,9 @@ def user_passwd(args: argparse.Namespace) -> int:
         if store.read(users.get_user, args.extension) is None:
             raise CommandError(f"no extension {args.extension}")
         now = time.time()
-        creds = make_credentials(secret_box(directory), args.extension, realm(directory), password, now)
+        creds = make_credentials(
+            secret_box(directory), args.extension, realm(directory), password, now
+        )
 
         def change(db: Any) -> None:
             store_credentials.set_credentials(db, creds)
@@ -181,10 +253,17 @@ def user_passwd(args: argparse.Namespace) -> int:
 def user_del(args: argparse.Namespace) -> int:
     store = open_store(data_dir(args))
     try:
+
         def delete(db: Any) -> None:
             users.delete_user(db, args.extension)
-            audit.record(db, actor=actor(), action="user.del", target=args.extension,
-                         old={"extension": args.extension}, at=time.time())
+            audit.record(
+                db,
+                actor=actor(),
+                action="user.del",
+                target=args.extension,
+                old={"extension": args.extension},
+                at=time.time(),
+            )
 
         try:
             store.write(delete)
@@ -256,8 +335,10 @@ def status(args: argparse.Namespace) -> int:
         print(f"  listening {item['transport']} {item['address']}:{item['port']}")
     print(f"registrations: {len(result['registrations'])}")
     for reg in result["registrations"]:
-        print(f"  {reg['extension']:<10} {reg['transport']:<4} {reg['source']:<22} "
-              f"{reg['expires']:>5}s {reg['contact']}  {reg['user_agent']}")
+        print(
+            f"  {reg['extension']:<10} {reg['transport']:<4} {reg['source']:<22} "
+            f"{reg['expires']:>5}s {reg['contact']}  {reg['user_agent']}"
+        )
     return 0
 
 
@@ -279,10 +360,17 @@ def ban_list(args: argparse.Namespace) -> int:
 def ban_del(args: argparse.Namespace) -> int:
     store = open_store(data_dir(args))
     try:
+
         def lift(db: Any) -> int:
             count = bans.delete_bans(db, args.address)
-            audit.record(db, actor=actor(), action="ban.del", target=args.address,
-                         old={"bans": count}, at=time.time())
+            audit.record(
+                db,
+                actor=actor(),
+                action="ban.del",
+                target=args.address,
+                old={"bans": count},
+                at=time.time(),
+            )
             return count
 
         count = store.write(lift)
@@ -315,14 +403,16 @@ def admin_reset_password(args: argparse.Namespace) -> int:
     given = args.password or os.environ.get("PBX_ADMIN_PASSWORD")
     password = given or generate_admin_password()
     try:
+
         def reset(db: Any) -> None:
             hashed = hash_admin_password(password)
             if admins.get_admin(db, args.user) is None:
                 admins.create_admin(db, args.user, hashed, not given)
             else:
                 admins.set_admin_password(db, args.user, hashed, not given)
-            audit.record(db, actor=actor(), action="admin.reset_password", target=args.user,
-                         at=time.time())
+            audit.record(
+                db, actor=actor(), action="admin.reset_password", target=args.user, at=time.time()
+            )
 
         store.write(reset)
     finally:
@@ -347,6 +437,7 @@ def db_migrate(args: argparse.Namespace) -> int:
 
 HANDLERS = {
     ("user", "add"): user_add,
+    ("user", "import"): user_import,
     ("user", "list"): user_list,
     ("user", "show"): user_show,
     ("user", "passwd"): user_passwd,

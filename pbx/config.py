@@ -195,15 +195,20 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"sip.bind: {config.sip.bind!r} is not an IP address") from exc
     reg = config.registrar
     if not 1 <= reg.min_expires <= reg.default_expires <= reg.max_expires:
-        raise ConfigError("registrar.min_expires: need min_expires <= default_expires <= max_expires")
+        raise ConfigError(
+            "registrar.min_expires: need min_expires <= default_expires <= max_expires"
+        )
     for entry in config.guard.allowlist:
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError as exc:
             raise ConfigError(f"guard.allowlist: {entry!r} is not an address or network") from exc
     algorithms = config.auth.algorithms
-    if not algorithms or any(a not in ("SHA-256", "MD5") for a in algorithms) or len(
-            set(algorithms)) != len(algorithms):
+    if (
+        not algorithms
+        or any(a not in ("SHA-256", "MD5") for a in algorithms)
+        or len(set(algorithms)) != len(algorithms)
+    ):
         raise ConfigError('auth.algorithms: use "SHA-256" and/or "MD5", each once')
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level: unknown level {config.log.level!r}")

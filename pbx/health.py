@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import task, threads
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,9 @@ BUCKETS = 200
 class LoopLagMonitor:
     """Histogram of reactor loop lag, in 0.5 ms buckets up to 100 ms (last bucket open-ended)."""
 
-    def __init__(self, reactor: IReactorTime, interval: float = 0.01,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, reactor: Any, interval: float = 0.01, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._reactor = reactor
         self._clock = clock
         self.interval = interval
@@ -121,8 +121,9 @@ class StatusFile:
             return
         self._writing = True
         data = self._snapshot()
-        reactor: IReactorThreads = self._reactor
-        d = threads.deferToThreadPool(self._reactor, reactor.getThreadPool(), _write_json, self.path, data)
+        d = threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), _write_json, self.path, data
+        )
 
         def done(result: object) -> None:
             self._writing = False

@@ -19,10 +19,12 @@ def setup(level: str = "INFO") -> None:
     logging.getLogger("twisted").setLevel(logging.WARNING)
 
 
-class CallLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class CallLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """Prefixes every message with the call's Call-ID."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"[{self.extra['call_id'] if self.extra else '-'}] {msg}", kwargs
 
 

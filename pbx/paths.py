@@ -24,7 +24,7 @@ def resource_root() -> Path:
     checkout = Path(__file__).resolve().parent.parent
     candidates.append(checkout)
     try:
-        import pbx_data  # type: ignore[import-not-found]
+        import pbx_data
 
         candidates.append(Path(pbx_data.__file__).resolve().parent)
     except ImportError:

@@ -16,9 +16,36 @@ import logging
 import os
 import resource
 import sys
+from pathlib import Path
 from typing import Any
 
+from pbx.config import Config, load, parse_port_range
+
 log = logging.getLogger(__name__)
+
+
+def serve_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Command-line overrides for :func:`pbx.config.load`."""
+    sip: dict[str, Any] = {}
+    if args.bind is not None:
+        sip["bind"] = args.bind
+    if args.sip_port is not None:
+        sip["port"] = args.sip_port
+        if args.tls_port is None:
+            sip["tls_port"] = args.sip_port + 1 if args.sip_port < 65535 else 0
+    if args.tls_port is not None:
+        sip["tls_port"] = args.tls_port
+    flags: dict[str, dict[str, Any]] = {"sip": sip}
+    if args.http_port is not None:
+        flags["http"] = {"port": args.http_port}
+    if args.rtp_ports is not None:
+        low, high = parse_port_range(args.rtp_ports)
+        flags["rtp"] = {"port_min": low, "port_max": high}
+    return flags
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return load(Path(args.data), getattr(args, "config", None), serve_flags(args))
 
 
 def install_reactor() -> Any:
@@ -50,7 +77,6 @@ def raise_open_files_limit() -> int:
 def serve(args: argparse.Namespace) -> int:
     reactor = install_reactor()
     from pbx import log as pbx_log
-    from pbx.cli import load_config
     from pbx.commands import ensure_first_admin
     from pbx.service import PbxServer, database_path
     from pbx.store.db import Store

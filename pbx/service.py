@@ -57,37 +57,66 @@ class PbxServer:
         self._loops: list[task.LoopingCall] = []
         guard_cfg = config.guard
         self.guard = Guard(
-            GuardConfig(max_failures=guard_cfg.max_failures, window=guard_cfg.window,
-                        ban_time=guard_cfg.ban_time, trusted_window=guard_cfg.trusted_window,
-                        allowlist=guard_cfg.allowlist, scanner_agents=guard_cfg.scanner_agents),
+            GuardConfig(
+                max_failures=guard_cfg.max_failures,
+                window=guard_cfg.window,
+                ban_time=guard_cfg.ban_time,
+                trusted_window=guard_cfg.trusted_window,
+                allowlist=guard_cfg.allowlist,
+                scanner_agents=guard_cfg.scanner_agents,
+            ),
             time.time,
         )
         self.authenticator = DigestAuthenticator(
-            os.urandom(32), time.time,
-            DigestConfig(realm=config.auth.realm, nonce_lifetime=config.auth.nonce_lifetime,
-                         accept_no_qop=config.auth.accept_no_qop,
-                         algorithms=config.auth.algorithms),
+            os.urandom(32),
+            time.time,
+            DigestConfig(
+                realm=config.auth.realm,
+                nonce_lifetime=config.auth.nonce_lifetime,
+                accept_no_qop=config.auth.accept_no_qop,
+                algorithms=config.auth.algorithms,
+            ),
         )
         sip = config.sip
-        limits = Limits(max_message_size=sip.max_message_size, max_headers=sip.max_headers,
-                        max_line_length=sip.max_line_length)
-        self.stack = Stack(reactor, self.guard, StackOptions(
-            timers=TimerConfig(t1=sip.t1, t2=sip.t2, t4=sip.t4), limits=limits,
-            server_header=sip.server_header))
+        limits = Limits(
+            max_message_size=sip.max_message_size,
+            max_headers=sip.max_headers,
+            max_line_length=sip.max_line_length,
+        )
+        self.stack = Stack(
+            reactor,
+            self.guard,
+            StackOptions(
+                timers=TimerConfig(t1=sip.t1, t2=sip.t2, t4=sip.t4),
+                limits=limits,
+                server_header=sip.server_header,
+            ),
+        )
         self.transports = Transports(reactor, self.stack.receive, limits, sip.tcp_idle_timeout)
         self.stack.transports = self.transports
-        self.access = Access(self.authenticator, self.guard, self._lookup_credentials, self._persist_ban)
+        self.access = Access(
+            self.authenticator, self.guard, self._lookup_credentials, self._persist_ban
+        )
         reg = config.registrar
         self.registrar = Registrar(
-            self.access, self._commit_bindings,
-            RegistrarPolicy(min_expires=reg.min_expires, max_expires=reg.max_expires,
-                            default_expires=reg.default_expires, max_contacts=reg.max_contacts,
-                            domains=sip.domains),
-            time.time, self._local_hosts)
+            self.access,
+            self._commit_bindings,
+            RegistrarPolicy(
+                min_expires=reg.min_expires,
+                max_expires=reg.max_expires,
+                default_expires=reg.default_expires,
+                max_contacts=reg.max_contacts,
+                domains=sip.domains,
+            ),
+            time.time,
+            self._local_hosts,
+        )
         self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
         self.stack.sink = self.methods
         self.loop_lag = LoopLagMonitor(reactor)
-        self.status_file = StatusFile(reactor, config.data_dir / "run" / "status.json", self.snapshot)
+        self.status_file = StatusFile(
+            reactor, config.data_dir / "run" / "status.json", self.snapshot
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -106,9 +135,12 @@ class PbxServer:
         if "tcp" in transports:
             self.transports.listen_stream("TCP", bind, config.sip.port)
         if "tls" in transports:
-            files = ensure_tls_files(config.data_dir, config.sip.tls_certificate,
-                                     config.sip.tls_private_key, bind)
-            context = ssl.DefaultOpenSSLContextFactory(str(files.private_key), str(files.certificate))
+            files = ensure_tls_files(
+                config.data_dir, config.sip.tls_certificate, config.sip.tls_private_key, bind
+            )
+            context = ssl.DefaultOpenSSLContextFactory(
+                str(files.private_key), str(files.certificate)
+            )
             self.transports.listen_stream("TLS", bind, config.tls_port, context)
         self.loop_lag.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
@@ -130,23 +162,31 @@ class PbxServer:
                 loop.stop()
         self.loop_lag.stop()
         self.status_file.stop()
-        yield defer.gatherResults([d for d in self.transports.stop() if d is not None],
-                                  consumeErrors=True)
+        yield defer.gatherResults(
+            [d for d in self.transports.stop() if d is not None], consumeErrors=True
+        )
         self.store.close()
 
     # -- store glue (reactor side) -------------------------------------------------------------
 
     def _lookup_credentials(self, username: str) -> defer.Deferred[Any]:
-        return as_deferred(self.store.read_async(store_credentials.get_credentials, username),
-                           self.reactor)
+        return as_deferred(
+            self.store.read_async(store_credentials.get_credentials, username), self.reactor
+        )
 
     def _commit_bindings(self, extension: str, **changes: Any) -> defer.Deferred[Any]:
-        return as_deferred(self.store.write_async(registrations.apply_register, extension, **changes),
-                           self.reactor)
+        return as_deferred(
+            self.store.write_async(registrations.apply_register, extension, **changes), self.reactor
+        )
 
     def _persist_ban(self, ban: GuardBan) -> None:
-        stored = store_bans.Ban(address=ban.address, username=ban.username, until=ban.until,
-                                reason=ban.reason, created_at=ban.created_at)
+        stored = store_bans.Ban(
+            address=ban.address,
+            username=ban.username,
+            until=ban.until,
+            reason=ban.reason,
+            created_at=ban.created_at,
+        )
         d = as_deferred(self.store.write_async(store_bans.add_ban, stored), self.reactor)
         d.addErrback(lambda f: log.error("ban not saved: %s", f.getErrorMessage()))
 
@@ -157,13 +197,18 @@ class PbxServer:
         stored = yield as_deferred(self.store.read_async(store_bans.active_bans, now), self.reactor)
         keys = {(b.address, b.username) for b in stored}
         for ban in self.guard.active_bans():
-            if (ban.address, ban.username) not in keys and now - ban.created_at > BAN_SYNC_INTERVAL * 2:
+            if (
+                ban.address,
+                ban.username,
+            ) not in keys and now - ban.created_at > BAN_SYNC_INTERVAL * 2:
                 self.guard.lift(ban.address)
         known = {(b.address, b.username) for b in self.guard.active_bans()}
         self.guard.load(_to_guard(b) for b in stored if (b.address, b.username) not in known)
 
     def _purge(self) -> Any:
-        d = as_deferred(self.store.write_async(registrations.purge_expired, time.time()), self.reactor)
+        d = as_deferred(
+            self.store.write_async(registrations.purge_expired, time.time()), self.reactor
+        )
         d.addErrback(lambda f: log.error("purge failed: %s", f.getErrorMessage()))
         return d
 
@@ -195,5 +240,10 @@ class PbxServer:
 
 
 def _to_guard(ban: store_bans.Ban) -> GuardBan:
-    return GuardBan(address=ban.address, username=ban.username, until=ban.until,
-                    reason=ban.reason, created_at=ban.created_at)
+    return GuardBan(
+        address=ban.address,
+        username=ban.username,
+        until=ban.until,
+        reason=ban.reason,
+        created_at=ban.created_at,
+    )

@@ -33,8 +33,13 @@ Lookup = Callable[[str], "defer.Deferred[Credentials | None]"]
 class Access:
     """Authenticates requests; answers the challenge itself when authentication is not done."""
 
-    def __init__(self, authenticator: DigestAuthenticator, guard: Guard, lookup: Lookup,
-                 on_ban: Callable[[Ban], None]) -> None:
+    def __init__(
+        self,
+        authenticator: DigestAuthenticator,
+        guard: Guard,
+        lookup: Lookup,
+        on_ban: Callable[[Ban], None],
+    ) -> None:
         self.authenticator = authenticator
         self.guard = guard
         self._lookup = lookup
@@ -56,7 +61,11 @@ class Access:
         credentials = yield self._lookup(candidate.username)
         ha1 = None
         if credentials is not None:
-            ha1 = credentials.ha1_sha256 if candidate.algorithm.upper() == "SHA-256" else credentials.ha1_md5
+            ha1 = (
+                credentials.ha1_sha256
+                if candidate.algorithm.upper() == "SHA-256"
+                else credentials.ha1_md5
+            )
         result = self.authenticator.verify(candidate, request.method, ha1, request.body)
         host = incoming.source.remote.host
         if result is AuthResult.OK:
@@ -66,12 +75,21 @@ class Access:
             self.challenge(incoming, stale=True)
             return None
         if result is AuthResult.FAILED:
-            log.info("[%s] authentication failed for %r from %s", request.call_id,
-                     candidate.username, incoming.source.remote)
+            log.info(
+                "[%s] authentication failed for %r from %s",
+                request.call_id,
+                candidate.username,
+                incoming.source.remote,
+            )
             ban = self.guard.record_failure(host, candidate.username)
             if ban is not None:
-                log.warning("banned %s%s until %.0f (%s)", ban.address,
-                            f" for user {ban.username}" if ban.username else "", ban.until, ban.reason)
+                log.warning(
+                    "banned %s%s until %.0f (%s)",
+                    ban.address,
+                    f" for user {ban.username}" if ban.username else "",
+                    ban.until,
+                    ban.reason,
+                )
                 self._on_ban(ban)
         self.challenge(incoming)
         return None

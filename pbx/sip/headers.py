@@ -1,8 +1,9 @@
 """Typed SIP header values and header-name handling (RFC 3261 §7.3, §20, §25.1).
 
 Owns: header-name canonicalisation and compact forms (§7.3.3), the comma-list splitter
-(§7.3.1), and the immutable value objects Via, NameAddr (From/To/Contact/Route...), CSeq, plus
-the generic auth-param tokenizer used by pbx.sip.auth. Parsers accept LWS where §25.1 allows it
+(§7.3.1), the Headers multi-map of a message (with its cache of parsed values), the immutable
+value objects Via, NameAddr (From/To/Contact/Route...), CSeq, plus the generic auth-param
+tokenizer used by pbx.sip.auth. Parsers accept LWS where §25.1 allows it
 (SWS around ";", "=", "/", ":") and raise RemoteProtocolError on anything else.
 Must not import: twisted, socket, sqlite3, flask, pbx.store.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, TypeVar, cast
 
 from pbx.sip import grammar
 from pbx.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -21,6 +24,7 @@ from pbx.sip.uri import SipUri, Uri, parse_uri
 __all__ = [
     "COMPACT_FORMS",
     "CSeq",
+    "Headers",
     "LIST_HEADERS",
     "NameAddr",
     "Via",
@@ -35,6 +39,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MISSING = object()
 
 Params = tuple[tuple[str, str | None], ...]
 
@@ -139,6 +146,11 @@ _ESCAPE_QUOTED_RE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value (RFC 3261 §7.3.1), respecting quoted strings
     and <...>; empty elements are dropped. Unbalanced quotes/brackets -> RemoteProtocolError."""
+    if "," not in value:
+        item = value.strip(" \t")
+        if '"' in item or "<" in item:
+            _check_balanced(item)
+        return [item] if item else []
     if '"' not in value and "<" not in value:
         return [s for s in (p.strip(" \t") for p in value.split(",")) if s]
     out: list[str] = []
@@ -154,16 +166,22 @@ def split_list(value: str) -> list[str]:
     return out
 
 
+def _check_balanced(value: str) -> None:
+    m = _LIST_ITEM_RE.match(value)
+    if m is None or m.end() != len(value):
+        raise RemoteProtocolError(f"unbalanced quote or bracket in {value[:200]!r}")
+
+
 def parse_params(text: str) -> Params:
     """';a=b ; c' -> (('a', 'b'), ('c', None)); names lower-cased, quoted values kept quoted.
 
     generic-param = token [ EQUAL gen-value ] (RFC 3261 §25.1), SEMI/EQUAL allow SWS."""
-    if _SIMPLE_PARAMS_RE.fullmatch(text):  # fast path: no LWS, no quoted-string
-        return tuple(
-            (name.lower(), value if eq else None)
-            for name, eq, value in (p.partition("=") for p in text[1:].split(";"))
-        )
     out: list[tuple[str, str | None]] = []
+    if _SIMPLE_PARAMS_RE.fullmatch(text):  # fast path: no LWS, no quoted-string
+        for item in text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            out.append((name.lower(), value if eq else None))
+        return tuple(out)
     pos, end = 0, len(text)
     while pos < end:
         m = _GENERIC_PARAM_RE.match(text, pos)
@@ -273,12 +291,12 @@ class Via:
         m = _VIA_RE.fullmatch(text)
         if m is None:
             raise RemoteProtocolError(f"bad Via {text[:200]!r}")
-        transport, host, port, params = m.group("transport", "host", "port", "params")
+        transport, host, port, params = m.groups()
         return cls(
-            transport=transport.upper(),
-            host=_check_host(host),
-            port=_parse_port(port),
-            params=parse_params(params) if params else (),
+            transport.upper(),
+            _check_host(host) if host[0] == "[" else host.lower(),
+            _parse_port(port) if port is not None else None,
+            parse_params(params) if params else (),
         )
 
     def __str__(self) -> str:
@@ -326,28 +344,10 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
-        """RFC 3261 §20.10/§25.1: (name-addr / addr-spec) *(SEMI param)."""
-        s = text.strip(" \t")
-        lt = s.find("<")
-        if lt >= 0 and (lt == 0 or s[0] == '"' or ":" not in s[:lt]):
-            m = _NAME_ADDR_RE.fullmatch(s)
-            if m is None:
-                raise RemoteProtocolError(f"bad name-addr {text[:200]!r}")
-            quoted, tokens, uri_text, params = m.group("quoted", "tokens", "uri", "params")
-            display = unquote_string(quoted) if quoted is not None else tokens
-        else:
-            # addr-spec: ";" starts header params, so the URI cannot contain ";", "?" or ","
-            # (§20.10: such URIs MUST be in angle brackets; RFC 4475 §3.1.2.13).
-            semi = s.find(";")
-            uri_text, params = (s, "") if semi < 0 else (s[:semi].rstrip(" \t"), s[semi:])
-            if "?" in uri_text or "," in uri_text:
-                raise RemoteProtocolError(f"addr-spec needs <...>: {text[:200]!r}")
-            display = None
-        return cls(
-            uri=parse_uri(uri_text),
-            display_name=display,
-            params=parse_params(params) if params else (),
-        )
+        """RFC 3261 §20.10/§25.1: (name-addr / addr-spec) *(SEMI param).
+
+        Results are immutable and cached: To and Contact values repeat across requests."""
+        return _parse_name_addr(text)
 
     def __str__(self) -> str:
         out = f"<{self.uri}>"
@@ -356,6 +356,32 @@ class NameAddr:
         if self.params:
             out += format_params(self.params)
         return out
+
+
+@lru_cache(maxsize=4096)
+def _parse_name_addr(text: str) -> NameAddr:
+    """Uncached body of NameAddr.parse."""
+    s = text.strip(" \t")
+    lt = s.find("<")
+    if lt >= 0 and (lt == 0 or s[0] == '"' or ":" not in s[:lt]):
+        m = _NAME_ADDR_RE.fullmatch(s)
+        if m is None:
+            raise RemoteProtocolError(f"bad name-addr {text[:200]!r}")
+        quoted, tokens, uri_text, params = m.group("quoted", "tokens", "uri", "params")
+        display = unquote_string(quoted) if quoted is not None else tokens
+    else:
+        # addr-spec: ";" starts header params, so the URI cannot contain ";", "?" or ","
+        # (§20.10: such URIs MUST be in angle brackets; RFC 4475 §3.1.2.13).
+        semi = s.find(";")
+        uri_text, params = (s, "") if semi < 0 else (s[:semi].rstrip(" \t"), s[semi:])
+        if "?" in uri_text or "," in uri_text:
+            raise RemoteProtocolError(f"addr-spec needs <...>: {text[:200]!r}")
+        display = None
+    return NameAddr(
+        uri=parse_uri(uri_text),
+        display_name=display,
+        params=parse_params(params) if params else (),
+    )
 
 
 def parse_contacts(value: str) -> list[NameAddr] | Literal["*"]:
@@ -437,3 +463,151 @@ def format_auth_params(scheme: str, params: list[tuple[str, str, bool]]) -> str:
 
 def is_sip_uri(uri: Uri) -> bool:
     return isinstance(uri, SipUri)
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers: the ordered multi-map of a message (re-exported by pbx.sip.message)
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header fields; compact names are expanded.
+
+    Known header names are stored in canonical spelling, unknown ones as given."""
+
+    __slots__ = ("_items", "_index", "_cache")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str, str]] = []  # (key, name, value)
+        self._index: dict[str, list[str]] | None = None
+        self._cache: dict[str, object] = {}
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _trusted(
+        cls, triples: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Build from already validated (key, name, value) triples (parser fast path)."""
+        self = cls.__new__(cls)
+        self._items = triples
+        self._index = index
+        self._cache = {}
+        return self
+
+    def _changed(self) -> None:
+        self._index = None
+        if self._cache:
+            self._cache = {}
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self._items:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
+    @staticmethod
+    def _checked(name: str, value: str) -> tuple[str, str, str]:
+        if not _TOKEN_RE.fullmatch(name):
+            raise LocalProtocolError(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value:
+            raise LocalProtocolError(f"CR/LF in value of header {name}")
+        return header_key(name), stored_name(name), value.strip(" \t")
+
+    def get(self, name: str) -> str | None:
+        """First value of the header (the whole line value), or None."""
+        values = self._lookup().get(header_key(name))
+        return values[0] if values else None
+
+    def get_lines(self, name: str) -> list[str]:
+        """Every line value of the header, without splitting comma lists."""
+        return list(self._lookup().get(header_key(name), ()))
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value; comma-separated list headers (Via, Contact, Route, ...) are split."""
+        key = header_key(name)
+        values = self._lookup().get(key, ())
+        if key not in LIST_HEADERS:
+            return list(values)
+        out: list[str] = []
+        for value in values:
+            if "," in value:
+                out.extend(split_list(value))
+            elif value:
+                out.append(value)
+        return out
+
+    def count(self, name: str) -> int:
+        return len(self._lookup().get(header_key(name), ()))
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append(self._checked(name, value))
+        self._changed()
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every occurrence by one value, at the position of the first one."""
+        item = self._checked(name, value)
+        key = item[0]
+        out: list[tuple[str, str, str]] = []
+        placed = False
+        for old in self._items:
+            if old[0] != key:
+                out.append(old)
+            elif not placed:
+                out.append(item)
+                placed = True
+        if not placed:
+            out.append(item)
+        self._items = out
+        self._changed()
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert above the first occurrence of the same header (e.g. a new top Via)."""
+        item = self._checked(name, value)
+        key = item[0]
+        pos = next((i for i, old in enumerate(self._items) if old[0] == key), 0)
+        self._items.insert(pos, item)
+        self._changed()
+
+    def remove(self, name: str) -> None:
+        key = header_key(name)
+        self._items = [item for item in self._items if item[0] != key]
+        self._changed()
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, value) for _, name, value in self._items]
+
+    def copy(self) -> Headers:
+        return Headers._trusted(list(self._items))
+
+    def cached(self, key: str, parse: Callable[[Headers], T]) -> T:
+        """Typed value computed by ``parse`` once until the headers change."""
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._cache[key] = parse(self)
+        return cast(T, value)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and header_key(name) in self._lookup()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"

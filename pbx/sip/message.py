@@ -1,4 +1,4 @@
-"""SIP messages: the Headers multi-map, Request/Response, parsing and serialisation.
+"""SIP messages: Request/Response, parsing and serialisation (Headers lives in headers.py).
 
 Owns: RFC 3261 §7 message syntax (start line, header section with folding and compact forms,
 body framed by Content-Length), the validation of §8.1.1/§8.2 mandatory headers with the
@@ -6,9 +6,9 @@ RFC 4475 verdicts, the resource Limits (513 Message Too Large), §8.2.6 ``make_r
 the random branch/tag/Call-ID generators.
 Must not import: twisted, socket, sqlite3, flask, pbx.store. Works on bytes only.
 
-Performance: header lines are split with str.partition and kept as raw strings; typed values
-(Via, From, To, CSeq, Contact) are parsed once, on validation or first access, and cached in
-the Headers object until it is modified.
+Performance: header lines are split with str.split/partition and kept as raw strings; typed
+values (Via, From, To, CSeq, Contact) are parsed once, on validation or first access, and cached
+in the Headers object until it is modified.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, cast
+from typing import Literal, cast
 
 from pbx.sip import grammar
 from pbx.sip.errors import (
@@ -29,14 +29,12 @@ from pbx.sip.errors import (
     VersionNotSupported,
 )
 from pbx.sip.headers import (
-    LIST_HEADERS,
     CSeq,
+    Headers,
     NameAddr,
     Via,
-    header_key,
     name_info,
     parse_contacts,
-    split_list,
     stored_name,
 )
 from pbx.sip.uri import AbsoluteUri, SipUri, Uri, parse_uri
@@ -59,8 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -78,156 +74,6 @@ _TOKEN_RE = re.compile(grammar.TOKEN)
 _CALLID_RE = re.compile(grammar.CALLID)
 _VERSION_RE = re.compile(grammar.SIP_VERSION, re.IGNORECASE)
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
-# message-header = field-name HCOLON field-value CRLF ; HCOLON = *( SP / HTAB ) ":" SWS
-_HEADER_LINE_RE = re.compile(rf"^({grammar.TOKEN})[ \t]*:[ \t]*([^\r\n]*)", re.M)
-
-
-# ---------------------------------------------------------------------------------------------
-# Headers
-
-
-class Headers:
-    """Ordered, case-insensitive multi-map of header fields; compact names are expanded.
-
-    Known header names are stored in canonical spelling, unknown ones as given."""
-
-    __slots__ = ("_items", "_index", "_cache")
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str, str]] = []  # (key, name, value)
-        self._index: dict[str, list[str]] | None = None
-        self._cache: dict[str, object] = {}
-        for name, value in items:
-            self.add(name, value)
-
-    @classmethod
-    def _trusted(cls, triples: list[tuple[str, str, str]]) -> Headers:
-        """Build from already validated (key, name, value) triples (parser fast path)."""
-        self = cls.__new__(cls)
-        self._items = triples
-        self._index = None
-        self._cache = {}
-        return self
-
-    def _changed(self) -> None:
-        self._index = None
-        if self._cache:
-            self._cache = {}
-
-    def _lookup(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for key, _, value in self._items:
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
-            self._index = index
-        return index
-
-    @staticmethod
-    def _checked(name: str, value: str) -> tuple[str, str, str]:
-        if not _TOKEN_RE.fullmatch(name):
-            raise LocalProtocolError(f"invalid header name {name!r}")
-        if "\r" in value or "\n" in value:
-            raise LocalProtocolError(f"CR/LF in value of header {name}")
-        return header_key(name), stored_name(name), value.strip(" \t")
-
-    def get(self, name: str) -> str | None:
-        """First value of the header (the whole line value), or None."""
-        values = self._lookup().get(header_key(name))
-        return values[0] if values else None
-
-    def get_lines(self, name: str) -> list[str]:
-        """Every line value of the header, without splitting comma lists."""
-        return list(self._lookup().get(header_key(name), ()))
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value; comma-separated list headers (Via, Contact, Route, ...) are split."""
-        key = header_key(name)
-        values = self._lookup().get(key, ())
-        if key not in LIST_HEADERS:
-            return list(values)
-        out: list[str] = []
-        for value in values:
-            if "," in value:
-                out.extend(split_list(value))
-            elif value:
-                out.append(value)
-        return out
-
-    def count(self, name: str) -> int:
-        return len(self._lookup().get(header_key(name), ()))
-
-    def add(self, name: str, value: str) -> None:
-        self._items.append(self._checked(name, value))
-        self._changed()
-
-    def set(self, name: str, value: str) -> None:
-        """Replace every occurrence by one value, at the position of the first one."""
-        item = self._checked(name, value)
-        key = item[0]
-        out: list[tuple[str, str, str]] = []
-        placed = False
-        for old in self._items:
-            if old[0] != key:
-                out.append(old)
-            elif not placed:
-                out.append(item)
-                placed = True
-        if not placed:
-            out.append(item)
-        self._items = out
-        self._changed()
-
-    def prepend(self, name: str, value: str) -> None:
-        """Insert above the first occurrence of the same header (e.g. a new top Via)."""
-        item = self._checked(name, value)
-        key = item[0]
-        pos = next((i for i, old in enumerate(self._items) if old[0] == key), 0)
-        self._items.insert(pos, item)
-        self._changed()
-
-    def remove(self, name: str) -> None:
-        key = header_key(name)
-        self._items = [item for item in self._items if item[0] != key]
-        self._changed()
-
-    def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for _, name, value in self._items]
-
-    def copy(self) -> Headers:
-        return Headers._trusted(list(self._items))
-
-    def cached(self, key: str, parse: Callable[[Headers], T]) -> T:
-        """Typed value computed by ``parse`` once until the headers change."""
-        try:
-            return cast(T, self._cache[key])
-        except KeyError:
-            value = parse(self)
-            self._cache[key] = value
-            return value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and header_key(name) in self._lookup()
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.items())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
-            return NotImplemented
-        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Headers({self.items()!r})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,20 +260,49 @@ def _header_lines(head: str) -> list[str]:
     return head.split("\r\n")
 
 
-def _header_triples(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
-    """(key, name, value) for each well-formed line, and the first malformed line
-    (slow path, used only when the fast regex scan found a malformed line)."""
-    triples: list[tuple[str, str, str]] = []
+Triple = tuple[str, str, str]
+# raw field-name (as it precedes the colon) -> (lookup key, stored name); bounded so that
+# random names from the network cannot grow it without limit
+_FIELD_NAMES: dict[str, tuple[str, str]] = {}
+_FIELD_NAMES_MAX = 2048
+
+
+def _field_name(raw: str) -> tuple[str, str] | None:
+    """Lookup key and stored name of a raw field-name, None when it is not a token
+    (message-header = field-name HCOLON field-value, HCOLON = *( SP / HTAB ) ":" SWS)."""
+    name = raw.rstrip(" \t")
+    if not _TOKEN_RE.fullmatch(name):
+        return None
+    info = name_info(name)
+    if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
+        _FIELD_NAMES[raw] = info
+    return info
+
+
+def _scan_headers(lines: list[str]) -> tuple[list[Triple], dict[str, list[str]], str | None]:
+    """(key, name, value) triples, the key -> values index, and the first malformed line."""
+    triples: list[Triple] = []
+    index: dict[str, list[str]] = {}
     bad: str | None = None
+    known = _FIELD_NAMES.get
     for line in lines:
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not _TOKEN_RE.fullmatch(name):
-            if bad is None:
-                bad = line
-            continue
-        triples.append((*name_info(name), value.strip(" \t")))
-    return triples, bad
+        raw, colon, value = line.partition(":")
+        info = known(raw) if colon else None
+        if info is None:
+            info = _field_name(raw) if colon else None
+            if info is None:
+                if bad is None:
+                    bad = line
+                continue
+        key = info[0]
+        value = value.strip(" \t")
+        triples.append((key, info[1], value))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return triples, index, bad
 
 
 def _partial_request(start_line: str, headers: Headers) -> Request | None:
@@ -455,8 +330,8 @@ def _salvage(data: bytes, limits: Limits) -> Request | None:
     lines = _header_lines(head)
     if any(len(line) > limits.max_line_length for line in lines):
         return None
-    triples, _ = _header_triples(lines[1 : limits.max_headers + 1])
-    return _partial_request(lines[0], Headers._trusted(triples))
+    triples, index, _ = _scan_headers(lines[1 : limits.max_headers + 1])
+    return _partial_request(lines[0], Headers._trusted(triples, index))
 
 
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
@@ -483,22 +358,15 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
     if head.count("\r") != nlines or head.count("\n") != nlines:
         # A bare CR or LF inside the header section: never echo it back.
         raise RemoteProtocolError("bare CR or LF in header section")
-    eol = head.find("\r\n")
-    if eol < 0:
-        start_line, pairs = head, []
-    else:
-        start_line, pairs = head[:eol], _HEADER_LINE_RE.findall(head, eol + 2)
-    info = name_info
-    triples = [(*info(name), value.rstrip(" \t")) for name, value in pairs]
-    bad_line = None
-    if len(pairs) != nlines:
-        triples, bad_line = _header_triples(head.split("\r\n")[1:])
-    headers = Headers._trusted(triples)
+    lines = head.split("\r\n")
+    start_line = lines[0]
+    triples, index, bad_line = _scan_headers(lines[1:])
+    headers = Headers._trusted(triples, index)
     try:
         if nlines > limits.max_headers:
             raise MessageTooLarge(f"{nlines} header lines")
         if len(head) > limits.max_line_length and any(
-            len(line) > limits.max_line_length for line in head.split("\r\n")
+            len(line) > limits.max_line_length for line in lines
         ):
             raise MessageTooLarge("header line too long")
         if bad_line is not None:
@@ -633,80 +501,33 @@ def serialize(msg: Message) -> bytes:
     return "\r\n".join(out).encode("utf-8", "surrogateescape") + body
 
 
+# Default reason phrases (RFC 3261 §21 and the IANA response-code registry).
+# fmt: off
 REASONS: dict[int, str] = {
-    100: "Trying",
-    180: "Ringing",
-    181: "Call Is Being Forwarded",
-    182: "Queued",
-    183: "Session Progress",
-    199: "Early Dialog Terminated",
-    200: "OK",
-    202: "Accepted",
-    204: "No Notification",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    305: "Use Proxy",
-    380: "Alternative Service",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Timeout",
-    410: "Gone",
-    412: "Conditional Request Failed",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Long",
-    415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme",
-    417: "Unknown Resource-Priority",
-    420: "Bad Extension",
-    421: "Extension Required",
-    422: "Session Interval Too Small",
-    423: "Interval Too Brief",
-    428: "Use Identity Header",
-    429: "Provide Referrer Identity",
-    433: "Anonymity Disallowed",
-    436: "Bad Identity-Info",
-    437: "Unsupported Certificate",
-    438: "Invalid Identity Header",
-    439: "First Hop Lacks Outbound Support",
-    440: "Max-Breadth Exceeded",
-    469: "Bad Info Package",
-    470: "Consent Needed",
-    480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected",
-    483: "Too Many Hops",
-    484: "Address Incomplete",
-    485: "Ambiguous",
-    486: "Busy Here",
-    487: "Request Terminated",
-    488: "Not Acceptable Here",
-    489: "Bad Event",
-    491: "Request Pending",
-    493: "Undecipherable",
-    494: "Security Agreement Required",
-    500: "Server Internal Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Server Time-out",
-    505: "Version Not Supported",
-    513: "Message Too Large",
-    555: "Push Notification Service Not Supported",
-    580: "Precondition Failure",
-    600: "Busy Everywhere",
-    603: "Decline",
-    604: "Does Not Exist Anywhere",
-    606: "Not Acceptable",
-    607: "Unwanted",
-    608: "Rejected",
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
+    204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
+    302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service", 400: "Bad Request",
+    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 410: "Gone", 412: "Conditional Request Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
+    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded", 469: "Bad Info Package",
+    470: "Consent Needed", 480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event",
+    491: "Request Pending", 493: "Undecipherable", 494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 555: "Push Notification Service Not Supported",
+    580: "Precondition Failure", 600: "Busy Everywhere", 603: "Decline",
+    604: "Does Not Exist Anywhere", 606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
 }
+# fmt: on
 
 _CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from pbx.sip.access import Access
 from pbx.sip.stack import ACCEPTED_BODIES, SUPPORTED_EXTENSIONS, IncomingRequest
@@ -24,8 +24,9 @@ Route = Callable[[IncomingRequest, str], None]
 class Methods:
     """The transaction user of the stack: one entry point per method."""
 
-    def __init__(self, access: Access, register: Callable[[IncomingRequest], None],
-                 allowed: tuple[str, ...]) -> None:
+    def __init__(
+        self, access: Access, register: Callable[[IncomingRequest], None], allowed: tuple[str, ...]
+    ) -> None:
         self._access = access
         self._register = register
         self._allowed = allowed
@@ -47,12 +48,15 @@ class Methods:
             d.addErrback(self._failed, incoming)
 
     def _options(self, incoming: IncomingRequest) -> None:
-        incoming.respond(200, headers=[
-            ("Allow", ", ".join(self._allowed)),
-            ("Accept", ", ".join(ACCEPTED_BODIES)),
-            ("Accept-Encoding", "identity"),
-            ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
-        ])
+        incoming.respond(
+            200,
+            headers=[
+                ("Allow", ", ".join(self._allowed)),
+                ("Accept", ", ".join(ACCEPTED_BODIES)),
+                ("Accept-Encoding", "identity"),
+                ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
+            ],
+        )
 
     def _authenticated_request(self, username: str | None, incoming: IncomingRequest) -> None:
         if username is None:
@@ -63,8 +67,9 @@ class Methods:
             return
         route(incoming, username)
 
-    def _failed(self, failure: defer.Failure, incoming: IncomingRequest) -> None:  # type: ignore[name-defined]
-        log.error("[%s] %s failed: %s", incoming.call_id, incoming.request.method,
-                  failure.getTraceback())
+    def _failed(self, failure: Failure, incoming: IncomingRequest) -> None:
+        log.error(
+            "[%s] %s failed: %s", incoming.call_id, incoming.request.method, failure.getTraceback()
+        )
         if not incoming.final_sent:
             incoming.respond(500)

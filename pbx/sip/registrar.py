@@ -45,8 +45,14 @@ class RegisterRefused(SipError):
 class Registrar:
     """REGISTER processing on the reactor thread."""
 
-    def __init__(self, access: Access, commit: Commit, policy: RegistrarPolicy,
-                 clock: Callable[[], float], local_hosts: Callable[[], set[str]]) -> None:
+    def __init__(
+        self,
+        access: Access,
+        commit: Commit,
+        policy: RegistrarPolicy,
+        clock: Callable[[], float],
+        local_hosts: Callable[[], set[str]],
+    ) -> None:
         self._access = access
         self._commit = commit
         self.policy = policy
@@ -71,15 +77,18 @@ class Registrar:
         aor = self._address_of_record(request.to)
         contacts = request.contacts
         header_expires = request.expires
-        if contacts == "*" and (header_expires != 0 or len(request.headers.get_all("Contact")) != 1):
+        if contacts == "*" and (
+            header_expires != 0 or len(request.headers.get_all("Contact")) != 1
+        ):
             raise RegisterRefused("'*' needs Expires: 0 and no other contact", status=400)
         changes = None if contacts == "*" else self._changes(contacts, header_expires)
         username = await self._access.authenticate(incoming)
         if username is None:
             return  # challenged (or refused) by Access
         if username != aor:
-            raise RegisterRefused(f"{username!r} may not register {aor!r}", status=403,
-                                  reason="Forbidden")
+            raise RegisterRefused(
+                f"{username!r} may not register {aor!r}", status=403, reason="Forbidden"
+            )
         now = self._clock()
         upserts: list[Binding] = []
         removes: list[str] = []
@@ -89,24 +98,34 @@ class Registrar:
                     removes.append(str(contact.uri))
                 else:
                     upserts.append(self._binding(incoming, aor, contact, expires, now))
-        bindings = await self._commit(aor, upserts=upserts, removes=removes,
-                                      remove_all=changes is None, now=now)
-        log.info("[%s] %s registered %d contact(s) from %s", request.call_id, aor,
-                 len(bindings), incoming.source.remote)
+        bindings = await self._commit(
+            aor, upserts=upserts, removes=removes, remove_all=changes is None, now=now
+        )
+        log.info(
+            "[%s] %s registered %d contact(s) from %s",
+            request.call_id,
+            aor,
+            len(bindings),
+            incoming.source.remote,
+        )
         incoming.send(self._ok(incoming, bindings, now))
 
     def _address_of_record(self, to: NameAddr) -> str:
         uri = to.uri
         if not isinstance(uri, SipUri) or not uri.user:
-            raise RegisterRefused("the address of record must be a sip: or sips: URI with a user",
-                                  status=400)
+            raise RegisterRefused(
+                "the address of record must be a sip: or sips: URI with a user", status=400
+            )
         domains = self.policy.domains
         if domains and uri.host not in domains and uri.host not in self._local_hosts():
-            raise RegisterRefused(f"{uri.host} is not a domain of this system", status=403,
-                                  reason="Forbidden")
+            raise RegisterRefused(
+                f"{uri.host} is not a domain of this system", status=403, reason="Forbidden"
+            )
         return uri.user
 
-    def _changes(self, contacts: list[NameAddr], header_expires: int | None) -> list[tuple[NameAddr, int]]:
+    def _changes(
+        self, contacts: list[NameAddr], header_expires: int | None
+    ) -> list[tuple[NameAddr, int]]:
         """Per-contact expiry (contact param, then Expires header, then default); §10.3 step 6."""
         if len(contacts) > self.policy.max_contacts:
             raise RegisterRefused("too many contacts", status=403, reason="Too Many Contacts")
@@ -129,8 +148,9 @@ class Registrar:
         return result
 
     @staticmethod
-    def _binding(incoming: IncomingRequest, aor: str, contact: NameAddr, expires: int,
-                 now: float) -> Binding:
+    def _binding(
+        incoming: IncomingRequest, aor: str, contact: NameAddr, expires: int, now: float
+    ) -> Binding:
         request = incoming.request
         reg_id = contact.param("reg-id")
         q = contact.param("q")
@@ -158,15 +178,17 @@ class Registrar:
             remaining = max(0, int(binding.expires_at - now + 0.5))
             resp.headers.add("Contact", f"<{binding.contact}>;expires={remaining}")
         resp.headers.add("Date", email.utils.formatdate(now, usegmt=True))
-        supported = {tag.strip().lower() for v in request.headers.get_all("Supported")
-                     for tag in v.split(",")}
+        supported = {
+            tag.strip().lower()
+            for v in request.headers.get_all("Supported")
+            for tag in v.split(",")
+        }
         paths = request.headers.get_all("Path")
         if paths and "path" in supported:
             for value in paths:
                 resp.headers.add("Path", value)
         contacts = request.contacts
-        if "outbound" in supported and contacts != "*" and any(
-                c.param("reg-id") for c in contacts):
+        if "outbound" in supported and contacts != "*" and any(c.param("reg-id") for c in contacts):
             resp.headers.add("Require", "outbound")
         return resp
 

@@ -38,8 +38,21 @@ from pbx.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE",
-                   "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE")
+ALLOWED_METHODS = (
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "MESSAGE",
+)
 SUPPORTED_EXTENSIONS = ("path", "outbound")
 ACCEPTED_BODIES = ("application/sdp",)
 
@@ -67,17 +80,20 @@ class IncomingRequest:
         self.to_tag = new_tag()
         self.final_sent = False
 
-    def response(self, status: int, reason: str | None = None,
-                 headers: Iterable[tuple[str, str]] = ()) -> Response:
+    def response(
+        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> Response:
         """Build a response to this request (To tag added for status > 100)."""
-        resp = make_response(self.request, status, reason,
-                             to_tag=self.to_tag if status > 100 else None)
+        resp = make_response(
+            self.request, status, reason, to_tag=self.to_tag if status > 100 else None
+        )
         for name, value in headers:
             resp.headers.add(name, value)
         return resp
 
-    def respond(self, status: int, reason: str | None = None,
-                headers: Iterable[tuple[str, str]] = ()) -> None:
+    def respond(
+        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         """Build and send a response."""
         self.send(self.response(status, reason, headers))
 
@@ -186,9 +202,16 @@ class Stack:
             return
         self._new_server_transaction(key, request, source)
 
-    def _new_server_transaction(self, key: tuple[Any, ...], request: Request, source: Source) -> None:
-        machine_type = tx.InviteServer if request.method == "INVITE" else tx.NonInviteServer
-        machine = machine_type(request, reliable=source.reliable, timers=self.options.timers)
+    def _new_server_transaction(
+        self, key: tuple[Any, ...], request: Request, source: Source
+    ) -> None:
+        machine: Any
+        if request.method == "INVITE":
+            machine = tx.InviteServer(
+                request, reliable=source.reliable, timers=self.options.timers, auto_trying_after=None
+            )
+        else:
+            machine = tx.NonInviteServer(request, reliable=source.reliable, timers=self.options.timers)
         entry = _ServerEntry(machine, source)
         self._servers[key] = entry
         incoming = IncomingRequest(self, request, source, key)
@@ -268,7 +291,9 @@ class Stack:
     def _transmit(self, message: Request | Response, source: Source) -> None:
         if self.transports is None:
             return
-        target = response_target(message, source) if isinstance(message, Response) else source.remote
+        target = (
+            response_target(message, source) if isinstance(message, Response) else source.remote
+        )
         if target is None:
             return
         if not self.transports.send(serialize(message), target, source):
@@ -285,7 +310,8 @@ class Stack:
                 if old is not None and old.active():
                     old.cancel()
                 entry.timers[effect.name] = self._reactor.callLater(
-                    effect.delay, self._fire, key, effect.name)
+                    effect.delay, self._fire, key, effect.name
+                )
             elif isinstance(effect, tx.CancelTimer):
                 old = entry.timers.pop(effect.name, None)
                 if old is not None and old.active():
@@ -359,8 +385,9 @@ def response_target(resp: Response, source: Source) -> Address | None:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
-    if address.version == 4 and (address == ipaddress.IPv4Address("255.255.255.255")
-                                 or address.is_multicast):
+    if address.version == 4 and (
+        address == ipaddress.IPv4Address("255.255.255.255") or address.is_multicast
+    ):
         return None
     return Address("UDP", str(address), port)
 

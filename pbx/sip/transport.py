@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IListeningPort
 from twisted.protocols.policies import TimeoutMixin
 
 from pbx.sip.errors import RemoteProtocolError
@@ -62,6 +61,8 @@ Sink = Callable[[bytes, Source], None]
 class UdpEndpoint(protocol.DatagramProtocol):
     """One listening UDP socket; every datagram is one SIP message (or a keep-alive)."""
 
+    transport: Any  # Twisted's IUDPTransport (zope interfaces do not type-check well)
+
     def __init__(self, sink: Sink, host: str, port: int) -> None:
         self._sink = sink
         self.local = Address("UDP", host, port)
@@ -86,6 +87,7 @@ class StreamConnection(protocol.Protocol, TimeoutMixin):
     """One TCP or TLS connection carrying SIP messages framed by Content-Length."""
 
     factory: StreamFactory
+    transport: Any  # ITCPTransport / TLS transport
 
     def __init__(self, factory: StreamFactory) -> None:
         self.factory = factory
@@ -95,8 +97,8 @@ class StreamConnection(protocol.Protocol, TimeoutMixin):
         self.closed = False
 
     def connectionMade(self) -> None:  # noqa: N802
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
-        host = self.transport.getHost()  # type: ignore[union-attr]
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
         name = self.factory.transport_name
         self.remote = Address(name, peer.host, peer.port)
         self.local = Address(name, host.host, self.factory.listen_port or host.port)
@@ -109,11 +111,11 @@ class StreamConnection(protocol.Protocol, TimeoutMixin):
             items = self._framer.feed(data)
         except RemoteProtocolError as exc:
             log.info("closing %s: %s", self.remote, exc)
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.transport.loseConnection()
             return
         for item in items:
             if isinstance(item, KeepAlive):
-                self.transport.write(CRLF)  # type: ignore[union-attr]
+                self.transport.write(CRLF)
                 continue
             assert self.remote is not None and self.local is not None
             try:
@@ -123,11 +125,11 @@ class StreamConnection(protocol.Protocol, TimeoutMixin):
 
     def send(self, data: bytes) -> None:
         if not self.closed:
-            self.transport.write(data)  # type: ignore[union-attr]
+            self.transport.write(data)
 
     def timeoutConnection(self) -> None:  # noqa: N802
         log.debug("closing idle connection %s", self.remote)
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
         self.closed = True
@@ -141,7 +143,9 @@ class StreamConnection(protocol.Protocol, TimeoutMixin):
 class StreamFactory(protocol.ServerFactory):
     """Builds :class:`StreamConnection`s for one TCP or TLS listening port."""
 
-    def __init__(self, sink: Sink, transport_name: str, limits: Limits, idle_timeout: float) -> None:
+    def __init__(
+        self, sink: Sink, transport_name: str, limits: Limits, idle_timeout: float
+    ) -> None:
         self.sink = sink
         self.transport_name = transport_name
         self.limits = limits
@@ -149,20 +153,22 @@ class StreamFactory(protocol.ServerFactory):
         self.listen_port = 0
         self.connections: dict[tuple[str, int], StreamConnection] = {}
 
-    def buildProtocol(self, addr: Any) -> StreamConnection:  # noqa: N802
+    def buildProtocol(self, addr: Any) -> StreamConnection:  # type: ignore[override]  # noqa: N802
         return StreamConnection(self)
 
 
 class Transports:
     """All SIP listening points of the process and the way out for every message."""
 
-    def __init__(self, reactor: Any, sink: Sink, limits: Limits, idle_timeout: float = 600.0) -> None:
+    def __init__(
+        self, reactor: Any, sink: Sink, limits: Limits, idle_timeout: float = 600.0
+    ) -> None:
         self._reactor = reactor
         self._sink = sink
         self._limits = limits
         self._idle_timeout = idle_timeout
-        self._udp: list[tuple[UdpEndpoint, IListeningPort]] = []
-        self._streams: dict[str, list[tuple[StreamFactory, IListeningPort]]] = {"TCP": [], "TLS": []}
+        self._udp: list[tuple[UdpEndpoint, Any]] = []
+        self._streams: dict[str, list[tuple[StreamFactory, Any]]] = {"TCP": [], "TLS": []}
 
     def listen_udp(self, host: str, port: int) -> Address:
         endpoint = UdpEndpoint(self._sink, host or "0.0.0.0", port)
@@ -235,5 +241,5 @@ class Transports:
             for factory, listening in items:
                 results.append(listening.stopListening())
                 for conn in list(factory.connections.values()):
-                    conn.transport.loseConnection()  # type: ignore[union-attr]
+                    conn.transport.loseConnection()
         return results

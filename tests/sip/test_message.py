@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pbx.sip.errors import (
@@ -31,6 +31,9 @@ from pbx.sip.uri import AbsoluteUri, SipUri
 
 from .test_headers import name_addrs, vias
 from .test_uri import sip_uris
+
+# Property tests run on a shared, loaded machine: no per-example deadline.
+SLOW_OK = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def crlf(text: str) -> bytes:
@@ -196,9 +199,7 @@ TABLE: list[tuple[bytes, Request | Response, bytes | None]] = [
 
 
 @pytest.mark.parametrize(("wire", "expected", "canonical"), TABLE)
-def test_message_table(
-    wire: bytes, expected: Request | Response, canonical: bytes | None
-) -> None:
+def test_message_table(wire: bytes, expected: Request | Response, canonical: bytes | None) -> None:
     parsed = parse_message(wire)
     assert parsed == expected
     assert serialize(parsed) == (canonical or wire)
@@ -206,9 +207,16 @@ def test_message_table(
 
 
 def serialize_items(msg: Request | Response) -> list[tuple[str, str]]:
-    items = msg.headers.items()
-    if not any(n == "Content-Length" for n, _ in items):
-        items.append(("Content-Length", str(len(msg.body))))
+    """Header items as serialize() writes them (one Content-Length with the body length)."""
+    length = ("Content-Length", str(len(msg.body)))
+    items: list[tuple[str, str]] = []
+    for name, value in msg.headers.items():
+        if name != "Content-Length":
+            items.append((name, value))
+        elif length not in items:
+            items.append(length)
+    if length not in items:
+        items.append(length)
     return items
 
 
@@ -280,20 +288,92 @@ def test_serialize_always_writes_correct_content_length() -> None:
 
 ERROR_CASES: list[tuple[str, bytes, type[RemoteProtocolError], int, bool]] = [
     # (name, wire, exception type, status, has partial)
-    ("bad version", REGISTER.replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1), VersionNotSupported, 505, True),
-    ("garbage version", REGISTER.replace(b"SIP/2.0\r\n", b"HTTP/1.1\r\n", 1), RemoteProtocolError, 400, True),
-    ("unknown scheme", REGISTER.replace(b"sip:pbx.example.com", b"http://x", 1), UnsupportedUriScheme, 416, True),
-    ("no CSeq", REGISTER.replace(b"CSeq: 314159 REGISTER\r\n", b""), RemoteProtocolError, 400, True),
-    ("CSeq mismatch", REGISTER.replace(b"314159 REGISTER", b"314159 INVITE"), RemoteProtocolError, 400, True),
-    ("two Call-IDs", REGISTER.replace(b"Expires", b"Call-ID: x\r\nExpires"), RemoteProtocolError, 400, True),
-    ("short body", REGISTER.replace(b"Content-Length: 0", b"Content-Length: 10"), RemoteProtocolError, 400, True),
-    ("negative length", REGISTER.replace(b"Content-Length: 0", b"Content-Length: -1"), RemoteProtocolError, 400, True),
-    ("bad Via", REGISTER.replace(b"SIP/2.0/UDP 192", b"SIP/2.0/UDP ;192"), RemoteProtocolError, 400, True),
-    ("header w/o colon", REGISTER.replace(b"Expires: 3600", b"Expires 3600"), RemoteProtocolError, 400, True),
-    ("two SP", REGISTER.replace(b"REGISTER sip", b"REGISTER  sip", 1), RemoteProtocolError, 400, True),
+    (
+        "bad version",
+        REGISTER.replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1),
+        VersionNotSupported,
+        505,
+        True,
+    ),
+    (
+        "garbage version",
+        REGISTER.replace(b"SIP/2.0\r\n", b"HTTP/1.1\r\n", 1),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "unknown scheme",
+        REGISTER.replace(b"sip:pbx.example.com", b"http://x", 1),
+        UnsupportedUriScheme,
+        416,
+        True,
+    ),
+    (
+        "no CSeq",
+        REGISTER.replace(b"CSeq: 314159 REGISTER\r\n", b""),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "CSeq mismatch",
+        REGISTER.replace(b"314159 REGISTER", b"314159 INVITE"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "two Call-IDs",
+        REGISTER.replace(b"Expires", b"Call-ID: x\r\nExpires"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "short body",
+        REGISTER.replace(b"Content-Length: 0", b"Content-Length: 10"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "negative length",
+        REGISTER.replace(b"Content-Length: 0", b"Content-Length: -1"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "bad Via",
+        REGISTER.replace(b"SIP/2.0/UDP 192", b"SIP/2.0/UDP ;192"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "header w/o colon",
+        REGISTER.replace(b"Expires: 3600", b"Expires 3600"),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
+    (
+        "two SP",
+        REGISTER.replace(b"REGISTER sip", b"REGISTER  sip", 1),
+        RemoteProtocolError,
+        400,
+        True,
+    ),
     ("no blank line", REGISTER[:-4], RemoteProtocolError, 400, False),
     ("empty", b"", RemoteProtocolError, 400, False),
-    ("bare LF", REGISTER.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\n"), RemoteProtocolError, 400, False),
+    (
+        "bare LF",
+        REGISTER.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\n"),
+        RemoteProtocolError,
+        400,
+        False,
+    ),
     ("bad status", b"SIP/2.0 1000 Huh\r\n\r\n", RemoteProtocolError, 400, False),
 ]
 
@@ -337,7 +417,9 @@ def test_limits_raise_message_too_large() -> None:
     long_line = REGISTER.replace(b"Expires: 3600", b"Subject: " + b"y" * 200)
     with pytest.raises(MessageTooLarge):
         parse_message(long_line, limits)
-    big_body = REGISTER.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 11\r\n\r\n" + b"z" * 11)
+    big_body = REGISTER.replace(
+        b"Content-Length: 0\r\n\r\n", b"Content-Length: 11\r\n\r\n" + b"z" * 11
+    )
     with pytest.raises(MessageTooLarge):
         parse_message(big_body, limits)
     assert parse_message(REGISTER, limits).call_id
@@ -405,24 +487,34 @@ def requests(draw: st.DrawFn) -> Request:
         headers.add("Via", str(via))
     headers.add("From", str(draw(name_addrs)))
     headers.add("To", str(draw(name_addrs)))
-    headers.add("Call-ID", draw(st.from_regex(r"[a-zA-Z0-9.\-]{1,20}(@[a-z0-9.]{1,10})?", fullmatch=True)))
+    headers.add(
+        "Call-ID", draw(st.from_regex(r"[a-zA-Z0-9.\-]{1,20}(@[a-z0-9.]{1,10})?", fullmatch=True))
+    )
     headers.add("CSeq", f"{draw(st.integers(0, 2**31 - 1))} {method}")
     for contact in draw(st.lists(name_addrs, max_size=2)):
         headers.add("Contact", str(contact))
     for name, value in draw(_extra):
         headers.add(name, value)
-    return Request(method, draw(sip_uris.filter(lambda u: not u.headers)), headers, draw(st.binary(max_size=64)))
+    return Request(
+        method,
+        draw(sip_uris.filter(lambda u: not u.headers)),
+        headers,
+        draw(st.binary(max_size=64)),
+    )
 
 
 @st.composite
 def responses(draw: st.DrawFn) -> Response:
     request = draw(requests())
     status = draw(st.integers(100, 699))
-    response = make_response(request, status, draw(st.none() | _value), to_tag=draw(st.none() | _token))
+    response = make_response(
+        request, status, draw(st.none() | _value), to_tag=draw(st.none() | _token)
+    )
     response.body = draw(st.binary(max_size=64))
     return response
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(requests(), responses()))
 def test_messages_round_trip(msg: Request | Response) -> None:
     wire = serialize(msg)
@@ -438,6 +530,7 @@ def test_messages_round_trip(msg: Request | Response) -> None:
     assert parsed.from_ == NameAddr.parse(msg.headers.get("From") or "")
 
 
+@SLOW_OK
 @given(st.binary(max_size=300))
 def test_parse_message_only_raises_remote_protocol_error(data: bytes) -> None:
     try:

@@ -4,13 +4,13 @@ properties."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pbx.sip.errors import RemoteProtocolError
 from pbx.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
 
-CASES: list[tuple[str, object, str]] = [
+CASES: list[tuple[str, object, str | None]] = [
     # (wire text, parsed object, canonical serialisation)
     ("sip:alice@example.com", SipUri(user="alice", host="example.com"), "sip:alice@example.com"),
     (
@@ -47,7 +47,9 @@ CASES: list[tuple[str, object, str]] = [
     ),
     (
         "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31",
-        SipUri(user="caller", host="host5.example.net", params=(("lr", None), ("name", "value%41"))),
+        SipUri(
+            user="caller", host="host5.example.net", params=(("lr", None), ("name", "value%41"))
+        ),
         "sip:caller@host5.example.net;lr;name=value%2541",
     ),
     (
@@ -72,6 +74,10 @@ CASES: list[tuple[str, object, str]] = [
     ("isbn:2983792873", AbsoluteUri("isbn", "2983792873"), None),
     ("soap.beep://192.0.2.103:3002", AbsoluteUri("soap.beep", "//192.0.2.103:3002"), None),
 ]
+
+
+# Property tests run on a shared, loaded machine: no per-example deadline.
+SLOW_OK = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize(("text", "expected", "canonical"), CASES)
@@ -138,7 +144,7 @@ _ipv4 = st.ip_addresses(v=4).map(str)
 _ipv6 = st.ip_addresses(v=6).map(lambda a: f"[{a}]")
 hosts = st.one_of(_hostname, _ipv4, _ipv6)
 # any text without surrogates: everything must survive %HH escaping
-_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12)
+_text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
 _pname = st.from_regex(r"[a-z][a-z0-9\-]{0,8}", fullmatch=True)
 uri_params = st.lists(st.tuples(_pname, st.none() | _text), max_size=4, unique_by=lambda p: p[0])
 sip_uris = st.builds(
@@ -163,11 +169,13 @@ tel_uris = st.builds(
 )
 
 
+@SLOW_OK
 @given(st.one_of(sip_uris, sip_uris_with_password, tel_uris))
 def test_uri_round_trips_through_text(uri: SipUri | TelUri) -> None:
     assert parse_uri(str(uri)) == uri
 
 
+@SLOW_OK
 @given(st.text(max_size=40))
 def test_parse_uri_never_raises_anything_but_remote_protocol_error(text: str) -> None:
     try:

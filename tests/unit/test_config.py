@@ -32,7 +32,9 @@ def test_defaults_load_without_site_file(tmp_path: Path) -> None:
 
 
 def test_site_file_overrides_defaults_and_flags_override_site(tmp_path: Path) -> None:
-    (tmp_path / "pbx.toml").write_text('[sip]\nport = 5070\nserver_header = "x"\n[auth]\nrealm = "acme"\n')
+    (tmp_path / "pbx.toml").write_text(
+        '[sip]\nport = 5070\nserver_header = "x"\n[auth]\nrealm = "acme"\n'
+    )
     cfg = config.load(tmp_path, flags={"sip": {"port": 5080}}, env={})
     assert cfg.sip.port == 5080
     assert cfg.sip.server_header == "x"

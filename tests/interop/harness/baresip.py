@@ -114,9 +114,10 @@ class Baresip:
         self.name = name
         self.accounts = list(accounts)
         self.listen_ip = listen_ip
-        self.sip_port = ports.free_port_block(2, align=1)[0]  # TLS listens on sip_port + 1
-        self.ctrl_port = ports.free_port()
-        self.rtp_ports = ports.free_port_block(20)
+        self._ports = ports.Reservation()
+        self.sip_port = self._ports.block(2, align=1)[0]  # TLS listens on sip_port + 1
+        self.ctrl_port = self._ports.port()
+        self.rtp_ports = self._ports.block(20)
         self.cafile = cafile
         self.certificate = certificate
         self.audio_file = audio_file or write_tone_wav(self.dir / "tone.wav")
@@ -196,18 +197,19 @@ class Baresip:
                     self.stop()
                     raise BaresipError("baresip ctrl_tcp did not come up" + self._tail()) from None
                 time.sleep(0.05)
-        self._reader = threading.Thread(target=self._read_loop, name=f"{self.name}-ctrl")
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(self._sock,), name=f"{self.name}-ctrl"
+        )
         self._reader.daemon = True
         self._reader.start()
         return self
 
-    def _read_loop(self) -> None:
-        assert self._sock is not None
-        self._sock.settimeout(None)
+    def _read_loop(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
         buf = b""
         while True:
             try:
-                chunk = self._sock.recv(65536)
+                chunk = sock.recv(65536)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -290,7 +292,9 @@ class Baresip:
         aor = acct.aor()
         deadline = time.monotonic() + timeout
         while True:
-            fail = self._take(lambda e: e.get("type") == "REGISTER_FAIL" and e.get("accountaor") == aor)
+            fail = self._take(
+                lambda e: e.get("type") == "REGISTER_FAIL" and e.get("accountaor") == aor
+            )
             if fail is not None:
                 raise BaresipError(f"{aor}: REGISTER_FAIL {fail.get('param')!r}" + self._tail())
             if self._take(lambda e: e.get("type") == "REGISTER_OK" and e.get("accountaor") == aor):
@@ -335,7 +339,9 @@ class Baresip:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     seen = [e.get("type") for e in self._events]
-                    raise BaresipError(f"no {type_} event in {timeout:g}s; seen {seen}" + self._tail())
+                    raise BaresipError(
+                        f"no {type_} event in {timeout:g}s; seen {seen}" + self._tail()
+                    )
                 self._cond.wait(min(left, 0.5))
 
     @property
@@ -389,8 +395,7 @@ class Baresip:
         if self._reader is not None:
             self._reader.join(2)
             self._reader = None
-        ports.release(self.sip_port, self.sip_port + 1, self.ctrl_port)
-        ports.release_block(*self.rtp_ports)
+        self._ports.release()
 
     def __enter__(self) -> Baresip:
         return self

@@ -92,8 +92,9 @@ class Linphone:
         self.dir = Path(workdir) / name
         self.home = self.dir / "home"
         self.name = name
-        self.sip_port = ports.free_port()
-        self.rtp_ports = ports.free_port_block(20)
+        self._ports = ports.Reservation()
+        self.sip_port = self._ports.port()
+        self.rtp_ports = self._ports.block(20)
         self.rc_path = self.dir / "linphonerc"
         self.log_path = self.dir / "linphone.log"
         self.console_path = self.dir / "console.log"
@@ -144,7 +145,10 @@ class Linphone:
         out = self.proc.stdout
         with self.console_path.open("a", encoding="utf-8") as console:
             while True:
-                chunk = os.read(out.fileno(), 65536)
+                try:
+                    chunk = os.read(out.fileno(), 65536)
+                except (OSError, ValueError):  # closed under us by _cleanup()
+                    chunk = b""
                 if not chunk:
                     break
                 text = chunk.decode("utf-8", errors="replace")
@@ -201,7 +205,9 @@ class Linphone:
             raise LinphoneError(f"{raw.strip()!r}" + self._tail())
         return resp
 
-    def wait_event(self, event: str, timeout: float = 10.0, call_id: str | None = None) -> dict[str, str]:
+    def wait_event(
+        self, event: str, timeout: float = 10.0, call_id: str | None = None
+    ) -> dict[str, str]:
         """First not yet consumed event with ``Event: <event>`` (e.g. LinphoneCallConnected).
 
         The daemon prints events after its prompt, so this polls with the harmless
@@ -236,7 +242,9 @@ class Linphone:
             raise ValueError("interop tests use 127.0.0.0/8 only")
         identity = f"sip:{user}@{host}:{port}"
         proxy = f"sip:{host}:{port};transport={transport}"
-        resp = self.command(f"register {identity} {proxy} {password or 'NULL'} {user} {realm or 'NULL'}")
+        resp = self.command(
+            f"register {identity} {proxy} {password or 'NULL'} {user} {realm or 'NULL'}"
+        )
         return int(resp.fields["Id"])
 
     def register_status(self, reg_id: int | str = "ALL") -> dict[int, str]:
@@ -255,7 +263,9 @@ class Linphone:
             if state == "LinphoneRegistrationFailed":
                 raise LinphoneError(f"registration {reg_id} failed" + self._tail())
             time.sleep(0.2)
-        raise LinphoneError(f"registration {reg_id} still {state!r} after {timeout:g}s" + self._tail())
+        raise LinphoneError(
+            f"registration {reg_id} still {state!r} after {timeout:g}s" + self._tail()
+        )
 
     def unregister(self, reg_id: int | str = "ALL") -> None:
         self.command(f"unregister {reg_id}")
@@ -284,7 +294,9 @@ class Linphone:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.stop()
-                raise LinphoneError(f"linphone-daemon did not quit in {timeout:g}s" + self._tail()) from None
+                raise LinphoneError(
+                    f"linphone-daemon did not quit in {timeout:g}s" + self._tail()
+                ) from None
         self._cleanup()
         return self.proc.returncode
 
@@ -314,8 +326,7 @@ class Linphone:
             self._reader = None
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
-        ports.release(self.sip_port)
-        ports.release_block(*self.rtp_ports)
+        self._ports.release()
 
     def __enter__(self) -> Linphone:
         return self

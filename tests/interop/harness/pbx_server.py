@@ -1,7 +1,9 @@
 """The pbx server under test, driven from outside as a subprocess (notes/server-contract.md).
 
 Owns: starting ``python -m pbx serve --data DIR --bind 127.0.0.1 --sip-port N --tls-port M
---http-port H`` on reserved free ports with its output in DIR/pbx.log, readiness (DIR/run/
+--http-port H --rtp-ports LOW-HIGH`` on reserved free ports (RTP: a reserved block of
+``rtp_block`` ports, default 100) with its output in DIR/pbx.log, optional site config
+DIR/pbx.toml (``site_toml``; ``MD5_ONLY_TOML`` for SIPp/baresip peers), readiness (DIR/run/
 status.json written by OUR process AND a UDP OPTIONS answered, sent with a plain socket),
 ``pbx`` CLI calls against the same DIR, and stopping it by pid (SIGTERM, wait, SIGKILL) or
 killing it hard (SIGKILL) to test crash recovery. Never kills anything by name.
@@ -30,6 +32,12 @@ from . import ports
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
+#: Site config offering only the MD5 digest challenge. SIPp 3.6.1 ("createAuthHeader:
+#: authentication must use MD5 or AKAv1-MD5") and baresip 1.0.0 ("Register: Function not
+#: implemented") cannot answer the default SHA-256-then-MD5 challenge pair (RFC 8760 2.4);
+#: linphone 5.1 and pyVoIP 1.6.8 can.
+MD5_ONLY_TOML = '[auth]\nalgorithms = ["MD5"]\n'
 
 
 class PbxServerError(RuntimeError):
@@ -84,7 +92,8 @@ class PbxServer:
         *,
         extra_args: Sequence[str] = (),
         rtp_ports: tuple[int, int] | None = None,
-        rtp_block: int = 0,
+        rtp_block: int = 100,
+        site_toml: str | None = None,
     ) -> None:
         if not bind.startswith("127."):
             raise ValueError("interop tests use 127.0.0.0/8 only")
@@ -94,12 +103,16 @@ class PbxServer:
         self.bind = bind
         self.env = dict(env or {})
         self.extra_args = list(extra_args)
-        self.sip_port, self.tls_port, self.http_port = ports.free_ports(3, bind)
-        self._own_rtp = rtp_ports is None and rtp_block > 0
-        self.rtp_ports = ports.free_port_block(rtp_block) if self._own_rtp else rtp_ports
+        self._ports = ports.Reservation(bind)
+        self.sip_port, self.tls_port, self.http_port = self._ports.ports(3)
+        if rtp_ports is None and rtp_block > 0:
+            rtp_ports = self._ports.block(rtp_block)
+        self.rtp_ports = rtp_ports
         self.log_path = self.data_dir / "pbx.log"
         self.status_path = self.data_dir / "run" / "status.json"
         self.proc: subprocess.Popen[bytes] | None = None
+        if site_toml is not None:
+            self.write_site_config(site_toml)
 
     # -- helpers -------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -134,6 +147,13 @@ class PbxServer:
         """The self-signed certificate the server generates on first start."""
         return self.data_dir / "tls" / "cert.pem"
 
+    def write_site_config(self, text: str) -> Path:
+        """Write DIR/pbx.toml (site overrides, e.g. '[auth]\nalgorithms = ["MD5"]');
+        takes effect at the next start()."""
+        path = self.data_dir / "pbx.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
     def serve_args(self) -> list[str]:
         args = [self.python, "-m", "pbx", "serve", "--data", str(self.data_dir)]
         args += ["--bind", self.bind, "--sip-port", str(self.sip_port)]
@@ -164,8 +184,13 @@ class PbxServer:
         except PbxServerError:
             self.stop()
             raise
-        log.info("pbx up: pid %s sip %d tls %d http %d", self.pid, self.sip_port,
-                 self.tls_port, self.http_port)
+        log.info(
+            "pbx up: pid %s sip %d tls %d http %d",
+            self.pid,
+            self.sip_port,
+            self.tls_port,
+            self.http_port,
+        )
         return self
 
     def _status_is_ours(self) -> bool:
@@ -221,9 +246,7 @@ class PbxServer:
     def close(self) -> None:
         """stop() and give the reserved ports back."""
         self.stop()
-        ports.release(self.sip_port, self.tls_port, self.http_port)
-        if self._own_rtp and self.rtp_ports is not None:
-            ports.release_block(*self.rtp_ports)
+        self._ports.release()
 
     def __enter__(self) -> PbxServer:
         return self.start() if not self.running else self
@@ -239,8 +262,13 @@ class PbxServer:
         cmd = [self.python, "-m", "pbx", *args, "--data", str(self.data_dir)]
         try:
             proc = subprocess.run(
-                cmd, cwd=REPO_ROOT, env=self._env(), capture_output=True, text=True,
-                timeout=timeout, input=input,
+                cmd,
+                cwd=REPO_ROOT,
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
             )
         except subprocess.TimeoutExpired:
             raise self._fail(f"`pbx {' '.join(args)}` did not finish in {timeout:g}s") from None

@@ -4,9 +4,9 @@ Owns: picking ports on 127.0.0.1 that are free for BOTH UDP and TCP (SIP listens
 one number) and reserving them so that concurrent fixtures -- in this process, in other pytest
 processes, in other helpers' test runs on the same machine -- never get the same number.
 
-A reservation is an exclusive ``flock`` on ``$TMPDIR/pbx-test-ports/<port>.lock`` held by this
-process until :func:`release` (or process exit, when the kernel drops the lock), plus a bind test
-of UDP and TCP on 127.0.0.1 at the time of picking. Ports come from 20000-32000, below the Linux
+A reservation is an exclusive POSIX record lock on byte <port> of ``$TMPDIR/pbx-test-ports.lock``
+held by this process until :func:`release` (or process exit, when the kernel drops it), plus a
+bind test of UDP and TCP on 127.0.0.1 at the time of picking. Ports come from 20000-32000, below the Linux
 ephemeral range (32768-60999) so that outgoing connections do not steal them.
 
 Must not import anything from ``pbx`` (the harness drives the server only from outside).
@@ -31,8 +31,9 @@ PORT_HIGH = 32000
 LOOPBACK = "127.0.0.1"
 
 _lock = threading.Lock()
-_held: dict[int, int] = {}  # port -> fd of its lock file
-_lock_dir = Path(tempfile.gettempdir()) / "pbx-test-ports"
+_held: set[int] = set()  # ports this process has reserved
+_lock_path = Path(tempfile.gettempdir()) / "pbx-test-ports.lock"
+_lock_fd: int | None = None
 
 
 class NoFreePort(RuntimeError):
@@ -54,27 +55,31 @@ def _bind_ok(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
+def _fd() -> int:
+    global _lock_fd
+    if _lock_fd is None:
+        _lock_fd = os.open(_lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666)
+    return _lock_fd
+
+
 def _try_lock(port: int) -> bool:
-    """Take the cross-process lock for port; False if another holder has it."""
+    """Lock byte <port> of the shared lock file; False if another process holds it."""
     if port in _held:
         return False
-    _lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_lock_dir / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
     except OSError as exc:
-        os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
         raise
-    _held[port] = fd
+    _held.add(port)
     return True
 
 
 def _unlock(port: int) -> None:
-    fd = _held.pop(port, None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor drops the flock
+    if port in _held:
+        _held.discard(port)
+        fcntl.lockf(_fd(), fcntl.LOCK_UN, 1, port)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -140,3 +145,31 @@ def release(*ports: int) -> None:
 def release_block(low: int, high: int) -> None:
     """Give back a block reserved by free_port_block."""
     release(*range(low, high + 1))
+
+
+class Reservation:
+    """The ports one driver holds; release() is idempotent, so a driver stopped twice never
+    frees ports that meanwhile went to someone else."""
+
+    def __init__(self, host: str = LOOPBACK) -> None:
+        self.host = host
+        self.held: list[int] = []
+
+    def port(self) -> int:
+        got = free_port(self.host)
+        self.held.append(got)
+        return got
+
+    def ports(self, count: int) -> list[int]:
+        got = free_ports(count, self.host)
+        self.held += got
+        return got
+
+    def block(self, size: int, align: int = 2) -> tuple[int, int]:
+        low, high = free_port_block(size, self.host, align)
+        self.held += range(low, high + 1)
+        return low, high
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        release(*held)

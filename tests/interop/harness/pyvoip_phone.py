@@ -45,13 +45,14 @@ class PyVoipPhone:
         *,
         server_ip: str = "127.0.0.1",
         my_ip: str = "127.0.0.1",
-        register_timeout: float = 5.0,
+        register_timeout: int = 5,
         call_callback: Callable[[VoIPCall], Any] | None = None,
     ) -> None:
         if not (server_ip.startswith("127.") and my_ip.startswith("127.")):
             raise ValueError("interop tests use 127.0.0.0/8 only")
-        self.sip_port = ports.free_port()
-        self.rtp_ports = ports.free_port_block(20)
+        self._ports = ports.Reservation()
+        self.sip_port = self._ports.port()
+        self.rtp_ports = self._ports.block(20)
         low, high = self.rtp_ports
         self.phone = VoIPPhone(
             server_ip,
@@ -119,8 +120,7 @@ class PyVoipPhone:
             if self.status() != PhoneStatus.INACTIVE or self.phone.sip.NSD:
                 self._in_thread(self.phone.stop, timeout, "stop")
         finally:
-            ports.release(self.sip_port)
-            ports.release_block(*self.rtp_ports)
+            self._ports.release()
 
     def __enter__(self) -> PyVoipPhone:
         return self

@@ -9,7 +9,8 @@ SIPp writes its trace files next to the scenario, so each run copies its scenari
 work directory and runs there. Scenarios live in ``tests/interop/scenarios``.
 
 Exit codes (SIPp 3.6): 0 all calls successful, 1 at least one failed, 97 exit on internal
-command, 99 normal exit without calls processed, 255 fatal error, 254 cannot bind a socket.
+command, 99 normal exit without calls processed, 255 fatal error or global timeout reached
+(-timeout_error is always set), 254 cannot bind a socket.
 
 Must not import anything from ``pbx``.
 """
@@ -59,9 +60,7 @@ def write_injection_csv(
     return path
 
 
-def write_users_csv(
-    path: Path, users: Iterable[tuple[str, str]], mode: str = "SEQUENTIAL"
-) -> Path:
+def write_users_csv(path: Path, users: Iterable[tuple[str, str]], mode: str = "SEQUENTIAL") -> Path:
     """Users file for the reg_* scenarios: field0 user, field1 password, field2 auth keyword.
 
     SIPp 3.6 does not expand ``[field0]`` inside ``[authentication ...]`` (checked: it sends
@@ -83,6 +82,11 @@ class SippResult:
     counts: dict[str, int] = field(default_factory=dict)  # e.g. {"5_200_Recv": 1, ...}
     workdir: Path | None = None
     log_tail: str = ""
+
+    @property
+    def timed_out(self) -> bool:
+        """SIPp hit its global -timeout (it exits with 255 and logs "timed out")."""
+        return self.returncode == 255 and "timed out" in self.log_tail
 
     @property
     def ok(self) -> bool:
@@ -128,9 +132,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 class Sipp:
     """One SIPp process. Construct, then run() (blocking) or start() ... stop()/wait().
 
-    remote is None for a server (UAS) scenario; local_port None lets SIPp pick one (only
-    sensible for clients). Every wait is bounded: the run is killed timeout_s + grace after
-    start at the latest.
+    remote is None for a server (UAS) scenario; local_port None reserves a free one (read it
+    back from .local_port). Every run is bounded: SIPp exits with status 255 at timeout_s
+    (-timeout_error) and wait() kills it 5 s later at the latest.
     """
 
     def __init__(
@@ -163,11 +167,13 @@ class Sipp:
         self.scenario = Path(shutil.copy(src, self.workdir / src.name))
         self.remote = remote
         self.local_ip = local_ip
-        self.local_port = local_port
+        self._ports = ports.Reservation()
+        # SIPp's own default is 5060 when free: always give it a reserved port instead
+        self.local_port = self._ports.port() if local_port is None else local_port
         self.transport = transport
         self.timeout_s = timeout_s
-        self.control_port = ports.free_port()
-        self.media_port = ports.free_port_block(4)[0]
+        self.control_port = self._ports.port()
+        self.media_port = self._ports.block(4)[0]
         self._args = self._build_args(
             calls, rate, limit, inf, variables or {}, service, default_behaviors, trace_msg
         )
@@ -193,13 +199,14 @@ class Sipp:
                 raise ValueError("interop tests use 127.0.0.0/8 only")
             args.append(f"{host}:{port}")
         args += ["-sf", self.scenario.name, "-i", self.local_ip, "-t", self.transport]
-        if self.local_port is not None:
-            args += ["-p", str(self.local_port)]
+        args += ["-p", str(self.local_port)]
         args += ["-cp", str(self.control_port), "-mi", self.local_ip, "-mp", str(self.media_port)]
-        args += ["-nostdin", "-timeout", f"{self.timeout_s:g}s"]
-        for flag, value in (("-m", calls), ("-r", rate), ("-l", limit)):
-            if value is not None:
-                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        # -timeout_error: exit (status 255, "timed out" in errors.log) at the global timeout
+        # even with calls still retransmitting; without it SIPp waits for them (up to 32 s).
+        args += ["-nostdin", "-timeout", f"{self.timeout_s:g}s", "-timeout_error"]
+        for flag, number in (("-m", calls), ("-r", rate), ("-l", limit)):
+            if number is not None:
+                args += [flag, f"{number:g}"]
         for path in inf:
             args += ["-inf", str(Path(path).resolve())]
         for key, value in variables.items():
@@ -247,10 +254,10 @@ class Sipp:
         kind = socket.SOCK_STREAM if self.transport.startswith("t") else socket.SOCK_DGRAM
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                if self.remote is not None:
+                if self.remote is not None and self.proc.returncode in (0, 1):
                     return  # a short client run may already be over
                 raise SippError(f"sipp {self.name} exited at start:\n{self.log_tail()}")
-            if self.local_port is None or self._port_taken(kind):
+            if self._port_taken(kind):
                 return
             time.sleep(0.05)
         raise SippError(f"sipp {self.name} did not bind {self.local_port}:\n{self.log_tail()}")
@@ -258,7 +265,7 @@ class Sipp:
     def _port_taken(self, kind: int) -> bool:
         s = socket.socket(socket.AF_INET, kind)
         try:
-            s.bind((self.local_ip, self.local_port or 0))
+            s.bind((self.local_ip, self.local_port))
         except OSError:
             return True
         finally:
@@ -269,7 +276,7 @@ class Sipp:
         """Wait for SIPp to finish by itself; on timeout stop it and raise SippError."""
         if self.proc is None:
             raise SippError("sipp not started")
-        budget = timeout if timeout is not None else self.timeout_s + 10.0
+        budget = timeout if timeout is not None else self.timeout_s + 5.0
         remaining = budget - (time.monotonic() - self._started_at)
         try:
             self.proc.wait(timeout=max(remaining, 0.1))
@@ -298,8 +305,7 @@ class Sipp:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        ports.release(self.control_port)
-        ports.release_block(self.media_port, self.media_port + 3)
+        self._ports.release()
         return self.result()
 
     def result(self) -> SippResult:
