@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 BAN_SYNC_INTERVAL = 2.0
 PURGE_INTERVAL = 60.0
+CREDENTIALS_TTL = 2.0
+CREDENTIALS_CACHE_SIZE = 10_000
 
 
 def database_path(data_dir: Path) -> Path:
@@ -54,6 +56,7 @@ class PbxServer:
         self.reactor = reactor
         self.store = store or Store(database_path(config.data_dir))
         self.started_at = time.time()
+        self._credentials: dict[str, tuple[float, Any]] = {}
         self._loops: list[task.LoopingCall] = []
         guard_cfg = config.guard
         self.guard = Guard(
@@ -170,9 +173,28 @@ class PbxServer:
     # -- store glue (reactor side) -------------------------------------------------------------
 
     def _lookup_credentials(self, username: str) -> defer.Deferred[Any]:
-        return as_deferred(
+        """Credentials from a short-lived cache, else from a reader thread.
+
+        A phone re-registers with the same credentials again and again; the cache saves a
+        thread round trip per request. Changes made by another process (``pbx user passwd``,
+        ``pbx user del``) take effect within CREDENTIALS_TTL seconds.
+        """
+        now = time.monotonic()
+        cached = self._credentials.get(username)
+        if cached is not None and now - cached[0] < CREDENTIALS_TTL:
+            return defer.succeed(cached[1])
+        d = as_deferred(
             self.store.read_async(store_credentials.get_credentials, username), self.reactor
         )
+
+        def remember(credentials: Any) -> Any:
+            if len(self._credentials) >= CREDENTIALS_CACHE_SIZE:
+                self._credentials.pop(next(iter(self._credentials)))
+            self._credentials[username] = (now, credentials)
+            return credentials
+
+        d.addCallback(remember)
+        return d
 
     def _commit_bindings(self, extension: str, **changes: Any) -> defer.Deferred[Any]:
         return as_deferred(

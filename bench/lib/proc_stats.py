@@ -74,6 +74,14 @@ def core_busy_seconds(cpu: int) -> float:
     raise ValueError(f"no core {cpu} in /proc/stat")
 
 
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped for a full socket receive buffer, machine-wide (RcvbufErrors
+    in /proc/net/snmp): a rise during a step means a server or SIPp fell behind."""
+    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()]
+    head, values = [ln for ln in lines if ln and ln[0] == "Udp:"][:2]
+    return int(values[head.index("RcvbufErrors")])
+
+
 def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

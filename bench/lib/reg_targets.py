@@ -153,9 +153,17 @@ class _Process:
 class KamailioTarget(_Process):
     """Kamailio 5.x as an authenticating registrar, in memory or written through to SQLite."""
 
-    def __init__(self, name: str, workdir: Path, users: list[User], cpu: int, sqlite: bool):
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        users: list[User],
+        cpu: int,
+        sqlite: bool,
+        children: int | None = None,
+    ):
         self.name, self.workdir, self.users, self.cpu = name, workdir, users, cpu
-        self.sqlite = sqlite
+        self.sqlite, self.children = sqlite, children
         self.port = free_udp_ports(1)[0]
         self.status_file: Path | None = None
         self.db_file = workdir / f"{name}.sqlite"
@@ -202,6 +210,8 @@ class KamailioTarget(_Process):
             cfg = KAMAILIO_CFG_DIR / "registrar-memory.cfg"
             defines = ["-A", f'SHARED_PW="{passwords.pop()}"']
         argv = ["kamailio", "-DD", "-E", "-m", "256", "-M", "16", "-f", str(cfg)]
+        if self.children is not None:
+            defines += ["-A", f"CHILDREN={self.children}"]
         argv += ["-l", f"udp:{LOOPBACK}:{self.port}", "-w", str(self.workdir), *defines]
         self._spawn(pinned(self.cpu, argv))
         self._wait_ready(timeout=15)

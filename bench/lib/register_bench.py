@@ -84,6 +84,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--server-cpu", type=int, default=0, help="core of the server under test")
     ap.add_argument("--gen-cpu", type=int, default=1, help="core of SIPp")
+    ap.add_argument(
+        "--kamailio-children",
+        type=int,
+        help="Kamailio SIP worker processes (default: 4 in memory, 1 with SQLite)",
+    )
     ap.add_argument("--pause", type=float, help="seconds between steps (default 3)")
     ap.add_argument("--keep-going", action="store_true", help="run every rate even after a fail")
     ap.add_argument(
@@ -118,8 +123,13 @@ def build_target(name: str, workdir: Path, args: argparse.Namespace) -> Target:
         return PbxTarget(workdir, make_users(args.users), args.server_cpu, args.python)
     if name == "kamailio":
         users = make_users(args.users, SHARED_PASSWORD)
-        return KamailioTarget(name, workdir, users, args.server_cpu, sqlite=False)
-    return KamailioTarget(name, workdir, make_users(args.users), args.server_cpu, sqlite=True)
+        return KamailioTarget(
+            name, workdir, users, args.server_cpu, sqlite=False, children=args.kamailio_children
+        )
+    users = make_users(args.users)
+    return KamailioTarget(
+        name, workdir, users, args.server_cpu, sqlite=True, children=args.kamailio_children
+    )
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -142,6 +152,8 @@ STEP_COLUMNS = (
     ("cpu_s/1k", 9),
     ("lag_p99", 8),
     ("other%", 7),
+    ("gen%", 6),
+    ("drops", 7),
     ("pass", 5),
 )
 
@@ -160,6 +172,8 @@ def step_row(s: StepResult) -> str:
         _fmt(s.cpu_s_per_1k, 3),
         lag,
         _fmt(s.other_load_pct),
+        _fmt(s.gen_cpu_pct),
+        s.udp_drops,
         "yes" if s.passed else "NO",
     )
     return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, STEP_COLUMNS, strict=True))

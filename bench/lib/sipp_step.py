@@ -22,6 +22,7 @@ from .proc_stats import (
     pinned,
     stop_process,
     tree_cpu_seconds,
+    udp_receive_drops,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class StepResult:
     server_cpu_pct: float  # while calls were being created
     gen_cpu_pct: float
     other_load_pct: float  # CPU used on the server's core by anything but the server
+    udp_drops: int  # datagrams dropped for full receive buffers (machine-wide) during the step
     wall_s: float
     sipp_rc: int | None
     cpu_s_per_1k: float | None = None
@@ -190,6 +192,7 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
     with (load.workdir / f"{load.label}_r{rate}.stderr").open("wb") as err:
         cpu0 = tree_cpu_seconds(server_pid)
         core0 = core_busy_seconds(load.server_cpu)
+        drops0 = udp_receive_drops()
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=load.workdir)
         try:
@@ -206,6 +209,7 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         finally:
             stop_process(proc)
         cpu_all = tree_cpu_seconds(server_pid) - cpu0
+        drops = udp_receive_drops() - drops0
         wall = time.monotonic() - t0
     rows = read_stats(stats) if stats.exists() else []
     last = rows[-1] if rows else {}
@@ -231,6 +235,7 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         server_cpu_pct=round(100 * cpu_win / window, 1),
         gen_cpu_pct=round(100 * gen_win / window, 1),
         other_load_pct=round(max(0.0, 100 * (core_win - cpu_win) / window), 1),
+        udp_drops=drops,
         wall_s=round(wall, 1),
         sipp_rc=rc,
         cpu_s_per_1k=round(1000 * cpu_all / ok, 4) if ok else None,

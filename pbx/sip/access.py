@@ -45,20 +45,26 @@ class Access:
         self._lookup = lookup
         self._on_ban = on_ban
 
-    @defer.inlineCallbacks
-    def authenticate(self, incoming: IncomingRequest) -> Any:
-        """Return the authenticated username, or None after a challenge/error was sent."""
+    def authenticate(self, incoming: IncomingRequest) -> defer.Deferred[str | None]:
+        """Fire with the authenticated username, or None after a challenge/error was sent."""
         request = incoming.request
         registering = request.method == "REGISTER"
         header = "Authorization" if registering else "Proxy-Authorization"
         candidate = self._pick_credentials(request.headers.get_all(header))
         if candidate is None:
             self.challenge(incoming)
-            return None
+            return defer.succeed(None)
         if isinstance(candidate, RemoteProtocolError):
             incoming.respond(400, "Malformed Authorization")
-            return None
-        credentials = yield self._lookup(candidate.username)
+            return defer.succeed(None)
+        d: defer.Deferred[Any] = self._lookup(candidate.username)
+        d.addCallback(self._verify, incoming, candidate)
+        return d
+
+    def _verify(
+        self, credentials: Credentials | None, incoming: IncomingRequest, candidate: DigestResponse
+    ) -> str | None:
+        request = incoming.request
         ha1 = None
         if credentials is not None:
             ha1 = (
@@ -69,6 +75,7 @@ class Access:
         result = self.authenticator.verify(candidate, request.method, ha1, request.body)
         host = incoming.source.remote.host
         if result is AuthResult.OK:
+            log.debug("authenticated %s with %s", candidate.username, candidate.algorithm)
             self.guard.record_success(host, candidate.username)
             return candidate.username
         if result is AuthResult.STALE:

@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections import OrderedDict
@@ -52,8 +53,12 @@ class Ban:
     created_at: float
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_address(address: str) -> str:
-    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); other text lower-cased."""
+    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); other text lower-cased.
+
+    Cached: it runs for every request, and ipaddress parsing is slow.
+    """
     try:
         ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
@@ -115,12 +120,14 @@ class Guard:
 
     def is_blocked(self, address: str, username: str | None = None) -> bool:
         """True if the address, or the (address, username) pair, is under an active ban."""
+        if not self._bans:
+            return False  # the common case, checked for every request: no work at all
         address = normalize_address(address)
-        if self.is_allowlisted(address):
+        if self._active((address, None)) is None and (
+            username is None or self._active((address, username)) is None
+        ):
             return False
-        if self._active((address, None)) is not None:
-            return True
-        return username is not None and self._active((address, username)) is not None
+        return not self.is_allowlisted(address)
 
     def is_scanner(self, user_agent: str | None) -> bool:
         """Known SIP scanner User-Agent (case-insensitive substring match)."""

@@ -60,31 +60,37 @@ class Registrar:
         self._local_hosts = local_hosts
 
     def handle(self, incoming: IncomingRequest) -> None:
-        d = defer.ensureDeferred(self._register(incoming))
+        """Process one REGISTER (plain Deferred callbacks: this runs thousands of times/s)."""
+        try:
+            changes = self._prepare(incoming)
+        except SipError as exc:
+            self._refuse(incoming, exc)
+            return
+        d = self._access.authenticate(incoming)
+        d.addCallback(self._authenticated, incoming, changes)
         d.addErrback(self._failed, incoming)
 
-    def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
-        exc = failure.value
-        if isinstance(exc, SipError):
-            headers = getattr(exc, "headers", ())
-            incoming.respond(exc.status, exc.reason, headers=headers)
-            return
-        log.error("[%s] REGISTER failed: %s", incoming.call_id, failure.getTraceback())
-        incoming.respond(500)
-
-    async def _register(self, incoming: IncomingRequest) -> None:
+    def _prepare(self, incoming: IncomingRequest) -> list[tuple[NameAddr, int]] | None:
+        """Checks that need no credentials; None means remove every binding (``*``)."""
         request = incoming.request
-        aor = self._address_of_record(request.to)
+        self._address_of_record(request.to)
         contacts = request.contacts
         header_expires = request.expires
-        if contacts == "*" and (
-            header_expires != 0 or len(request.headers.get_all("Contact")) != 1
-        ):
-            raise RegisterRefused("'*' needs Expires: 0 and no other contact", status=400)
-        changes = None if contacts == "*" else self._changes(contacts, header_expires)
-        username = await self._access.authenticate(incoming)
+        if contacts == "*":
+            if header_expires != 0 or len(request.headers.get_all("Contact")) != 1:
+                raise RegisterRefused("'*' needs Expires: 0 and no other contact", status=400)
+            return None
+        return self._changes(contacts, header_expires)
+
+    def _authenticated(
+        self,
+        username: str | None,
+        incoming: IncomingRequest,
+        changes: list[tuple[NameAddr, int]] | None,
+    ) -> Any:
         if username is None:
-            return  # challenged (or refused) by Access
+            return None  # challenged (or refused) by Access
+        aor = self._address_of_record(incoming.request.to)
         if username != aor:
             raise RegisterRefused(
                 f"{username!r} may not register {aor!r}", status=403, reason="Forbidden"
@@ -98,17 +104,32 @@ class Registrar:
                     removes.append(str(contact.uri))
                 else:
                     upserts.append(self._binding(incoming, aor, contact, expires, now))
-        bindings = await self._commit(
-            aor, upserts=upserts, removes=removes, remove_all=changes is None, now=now
-        )
-        log.info(
-            "[%s] %s registered %d contact(s) from %s",
-            request.call_id,
-            aor,
+        d = self._commit(aor, upserts=upserts, removes=removes, remove_all=changes is None, now=now)
+        d.addCallback(self._committed, incoming, now)
+        return d
+
+    def _committed(self, bindings: list[Binding], incoming: IncomingRequest, now: float) -> None:
+        log.debug(
+            "[%s] %s has %d contact(s), from %s",
+            incoming.call_id,
+            bindings[0].extension if bindings else "-",
             len(bindings),
             incoming.source.remote,
         )
         incoming.send(self._ok(incoming, bindings, now))
+
+    @staticmethod
+    def _refuse(incoming: IncomingRequest, exc: SipError) -> None:
+        headers = getattr(exc, "headers", ())
+        incoming.respond(exc.status, exc.reason, headers=headers)
+
+    def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
+        exc = failure.value
+        if isinstance(exc, SipError):
+            self._refuse(incoming, exc)
+            return
+        log.error("[%s] REGISTER failed: %s", incoming.call_id, failure.getTraceback())
+        incoming.respond(500)
 
     def _address_of_record(self, to: NameAddr) -> str:
         uri = to.uri

@@ -14,6 +14,7 @@ The reactor is injected; nothing here blocks.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
@@ -208,10 +209,15 @@ class Stack:
         machine: Any
         if request.method == "INVITE":
             machine = tx.InviteServer(
-                request, reliable=source.reliable, timers=self.options.timers, auto_trying_after=None
+                request,
+                reliable=source.reliable,
+                timers=self.options.timers,
+                auto_trying_after=None,
             )
         else:
-            machine = tx.NonInviteServer(request, reliable=source.reliable, timers=self.options.timers)
+            machine = tx.NonInviteServer(
+                request, reliable=source.reliable, timers=self.options.timers
+            )
         entry = _ServerEntry(machine, source)
         self._servers[key] = entry
         incoming = IncomingRequest(self, request, source, key)
@@ -381,15 +387,22 @@ def response_target(resp: Response, source: Source) -> Address | None:
         return None
     host = via.received or via.host
     port = int(via.rport) if via.rport else (via.port or 5060)
+    address = _unicast_ip(host)
+    if address is None:
+        return None
+    return Address("UDP", address, port)
+
+
+@functools.lru_cache(maxsize=65536)
+def _unicast_ip(host: str) -> str | None:
+    """The canonical IP text of ``host``, or None for names, broadcast and multicast."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
-    if address.version == 4 and (
-        address == ipaddress.IPv4Address("255.255.255.255") or address.is_multicast
-    ):
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
         return None
-    return Address("UDP", str(address), port)
+    return str(address)
 
 
 def _from_user(request: Request) -> str | None:

@@ -27,6 +27,9 @@ from pbx.sip.message import Limits
 log = logging.getLogger(__name__)
 
 CRLF = b"\r\n"
+# Bytes one UDP socket reads per reactor turn (Twisted's default is 256 kB: hundreds of SIP
+# datagrams in one go, which shows up as loop lag). About 20 typical requests.
+UDP_READ_BUDGET = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ class Transports:
     def listen_udp(self, host: str, port: int) -> Address:
         endpoint = UdpEndpoint(self._sink, host or "0.0.0.0", port)
         listening = self._reactor.listenUDP(port, endpoint, interface=host, maxPacketSize=65535)
+        listening.maxThroughput = UDP_READ_BUDGET
         actual = listening.getHost().port
         endpoint.local = Address("UDP", host or "0.0.0.0", actual)
         self._udp.append((endpoint, listening))
