@@ -19,6 +19,7 @@ from twisted.internet import defer, ssl, task
 from pbx import __version__
 from pbx.certs import ensure_tls_files
 from pbx.config import Config
+from pbx.credentials import SecretBox, make_credentials
 from pbx.health import LoopLagMonitor, StatusFile
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
@@ -129,6 +130,7 @@ class PbxServer:
         if not self.store.is_open:
             self.store.open()
         now = time.time()
+        self._rehash_for_realm()
         self.store.write(registrations.purge_expired, now)
         self.guard.load(_to_guard(b) for b in self.store.read(store_bans.active_bans, now))
         bind = config.sip.bind
@@ -151,6 +153,19 @@ class PbxServer:
         self.status_file.start()
         for address in self.transports.listening():
             log.info("listening on %s", address)
+
+    def _rehash_for_realm(self) -> None:
+        """After a realm change, recompute HA1 values from the encrypted passwords."""
+        realm = self.config.auth.realm
+        stale = self.store.read(store_credentials.credentials_not_in_realm, realm)
+        if not stale:
+            return
+        box = SecretBox(self.config.data_dir / "secret.key")
+        now = time.time()
+        for old in stale:
+            fresh = make_credentials(box, old.extension, realm, box.decrypt(old.password_enc), now)
+            self.store.write(store_credentials.set_credentials, fresh)
+        log.info("realm is now %r: recomputed digest hashes of %d user(s)", realm, len(stale))
 
     def _every(self, interval: float, fn: Any) -> None:
         loop = task.LoopingCall(fn)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import loop_lag
-from .proc_stats import free_udp_ports
+from .proc_stats import free_udp_ports, tree_cpu_seconds
 from .reg_targets import (
     BENCH_DIR,
     KamailioTarget,
@@ -49,6 +49,7 @@ class TargetRun:
     name: str
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
+    idle_cpu_pct: float | None = None  # the server's own CPU use with no load
 
     @property
     def best(self) -> StepResult | None:
@@ -67,6 +68,12 @@ class TargetRun:
         return None if step is None else step.cpu_s_per_1k
 
 
+def default_python() -> str:
+    """$PBX_PYTHON, else the checkout's .venv interpreter, else the one running this script."""
+    venv = BENCH_DIR.parent / ".venv" / "bin" / "python"
+    return os.environ.get("PBX_PYTHON") or (str(venv) if venv.exists() else sys.executable)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="bench/register",
@@ -79,8 +86,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help=f"5 s steps at {QUICK_RATES}/s (smoke)")
     ap.add_argument(
         "--python",
-        default=os.environ.get("PBX_PYTHON", sys.executable),
-        help="interpreter that runs pbx (default $PBX_PYTHON, else this one)",
+        default=default_python(),
+        help="interpreter that runs pbx (default $PBX_PYTHON, else .venv/bin/python, else this one)",
     )
     ap.add_argument("--server-cpu", type=int, default=0, help="core of the server under test")
     ap.add_argument("--gen-cpu", type=int, default=1, help="core of SIPp")
@@ -203,6 +210,13 @@ def smoke_check(load: SippLoad, target: Target) -> None:
         )
 
 
+def idle_cpu_pct(pid: int, seconds: float) -> float:
+    """CPU the server uses on its own (timers, housekeeping), in % of one core."""
+    before = tree_cpu_seconds(pid)
+    time.sleep(seconds)
+    return round(100 * (tree_cpu_seconds(pid) - before) / seconds, 1)
+
+
 def sweep(name: str, workdir: Path, args: argparse.Namespace) -> TargetRun:
     run = TargetRun(name)
     target = build_target(name, workdir, args)
@@ -222,6 +236,8 @@ def sweep(name: str, workdir: Path, args: argparse.Namespace) -> TargetRun:
         target.start()
         print(f"   server pid {target.pid} on core {args.server_cpu}, udp 127.0.0.1:{target.port}")
         smoke_check(dataclasses.replace(load, label=f"{name}-smoke"), target)
+        run.idle_cpu_pct = idle_cpu_pct(target.pid, 1.0 if args.quick else 5.0)
+        print(f"   idle: {run.idle_cpu_pct:.1f} % of a core", flush=True)
         print(" ".join(h.rjust(w) for h, w in STEP_COLUMNS), flush=True)
         for i, rate in enumerate(args.rates):
             if i:
@@ -255,7 +271,10 @@ def _target_line(run: TargetRun) -> str:
         lag = "-" if b.lag_p99_ms is None else _fmt(b.lag_p99_ms) + "ms"
         cells = [str(b.rate), _fmt(b.cpu_s_per_1k, 3), b.p99_bucket + "ms", lag]
     error = f"  ERROR: {run.error.splitlines()[0][:70]}" if run.error else ""
-    return f"{run.name:>16} {cells[0]:>10} {cells[1]:>9} {cells[2]:>8} {cells[3]:>8}{error}"
+    idle = _fmt(run.idle_cpu_pct)
+    return (
+        f"{run.name:>16} {cells[0]:>10} {cells[1]:>9} {cells[2]:>8} {cells[3]:>8} {idle:>6}{error}"
+    )
 
 
 def _common_rate(runs: list[TargetRun], rates: list[int]) -> int | None:
@@ -271,7 +290,7 @@ def summary(runs: list[TargetRun], args: argparse.Namespace) -> str:
         f"== summary ({args.duration:g} s steps, {args.users} users; pass: "
         f"< {args.max_fail_pct:g} % failed, p99 <= {args.max_p99_ms:g} ms, "
         f">= {args.min_achieved:.0%} of the rate offered)",
-        f"{'target':>16} {'max reg/s':>10} {'cpu_s/1k':>9} {'p99':>8} {'lag_p99':>8}",
+        f"{'target':>16} {'max reg/s':>10} {'cpu_s/1k':>9} {'p99':>8} {'lag_p99':>8} {'idle%':>6}",
         *(_target_line(run) for run in runs),
     ]
     common = _common_rate(runs, args.rates)
@@ -316,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(runs, args), flush=True)
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "runs": [
-            {"name": r.name, "error": r.error, "steps": [asdict(s) for s in r.steps]} for r in runs
-        ],
+        "runs": [asdict(r) for r in runs],
     }
     for path in filter(None, [workdir / "results.json", args.out]):
         path.write_text(json.dumps(result, indent=1, default=str) + "\n")

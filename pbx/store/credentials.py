@@ -48,3 +48,9 @@ def get_credentials(db: Database, extension: str) -> Credentials | None:
         f"SELECT {_COLUMNS} FROM credentials WHERE extension = ?", [extension]
     ).fetchone()
     return None if row is None else Credentials(*row)
+
+
+def credentials_not_in_realm(db: Database, realm: str) -> list[Credentials]:
+    """Credentials whose HA1 values were computed for another realm (the realm was changed)."""
+    rows = db.execute(f"SELECT {_COLUMNS} FROM credentials WHERE realm <> ?", [realm]).fetchall()
+    return [Credentials(*row) for row in rows]
