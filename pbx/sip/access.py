@@ -3,7 +3,9 @@
 Every request that needs a known user goes through :meth:`Access.authenticate`: REGISTER is
 challenged with 401/WWW-Authenticate, everything else with 407/Proxy-Authenticate (RFC 3261
 §22). Wrong credentials for a known user and any credentials for an unknown user get the same
-fresh challenge (no user enumeration). A failure (credentials that fail verification; never a
+fresh challenge (no user enumeration); a second failure on the same Call-ID from the same
+address gets 403 and is not counted again, so a phone looping on a mistyped password does not
+get its address banned within milliseconds. A failure (credentials that fail verification; never a
 first unauthenticated request or a stale nonce) is reported to :class:`pbx.sip.guard.Guard`;
 a resulting ban is handed to ``on_ban`` to be persisted.
 
@@ -14,6 +16,7 @@ SQLite).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,9 @@ from pbx.sip.stack import IncomingRequest
 from pbx.store.credentials import Credentials
 
 log = logging.getLogger(__name__)
+
+REPEAT_WINDOW = 60.0  # seconds a failed (address, Call-ID) is remembered
+MAX_FAILED_CALLS = 10_000  # bound on that memory
 
 Lookup = Callable[[str], "defer.Deferred[Credentials | None]"]
 
@@ -44,6 +50,7 @@ class Access:
         self.guard = guard
         self._lookup = lookup
         self._on_ban = on_ban
+        self._failed_calls: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def authenticate(self, incoming: IncomingRequest) -> defer.Deferred[str | None]:
         """Fire with the authenticated username, or None after a challenge/error was sent."""
@@ -82,6 +89,11 @@ class Access:
             self.challenge(incoming, stale=True)
             return None
         if result is AuthResult.FAILED:
+            if self._repeated_failure(host, request.call_id):
+                # A phone with a wrong password retrying in a loop on one Call-ID: tell it to stop
+                # (the same for known and unknown users) and count the dialogue as one failure.
+                incoming.respond(403, "Forbidden")
+                return None
             log.info(
                 "[%s] authentication failed for %r from %s",
                 request.call_id,
@@ -100,6 +112,19 @@ class Access:
                 self._on_ban(ban)
         self.challenge(incoming)
         return None
+
+    def _repeated_failure(self, host: str, call_id: str) -> bool:
+        """True when (host, Call-ID) already failed within REPEAT_WINDOW; else remember it."""
+        now = self.guard.clock()
+        key = (host, call_id)
+        seen = self._failed_calls.get(key)
+        if seen is not None and now - seen < REPEAT_WINDOW:
+            return True
+        self._failed_calls[key] = now
+        self._failed_calls.move_to_end(key)
+        while len(self._failed_calls) > MAX_FAILED_CALLS:
+            self._failed_calls.popitem(last=False)
+        return False
 
     def challenge(self, incoming: IncomingRequest, stale: bool = False) -> None:
         """Send 401 (REGISTER) or 407 (other requests) with SHA-256 and MD5 challenges."""

@@ -35,6 +35,8 @@ class SipError(Exception):
         self.detail = detail
         if status is not None:
             self.status = status
+            if reason is None and status != type(self).status:
+                reason = _standard_reason(status)
         if reason is not None:
             self.reason = reason
 
@@ -91,3 +93,10 @@ class LocalProtocolError(SipError):
 
     status = 500
     reason = "Server Internal Error"
+
+
+def _standard_reason(status: int) -> str:
+    """The RFC 3261 §21 reason phrase for ``status`` (message.py owns the table)."""
+    from pbx.sip.message import REASONS
+
+    return REASONS.get(status, "Unknown")

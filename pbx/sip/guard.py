@@ -111,6 +111,10 @@ class Guard:
 
     # -- queries --
 
+    def clock(self) -> float:
+        """The guard's notion of now (the injected clock)."""
+        return self._clock()
+
     def is_allowlisted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(normalize_address(address))

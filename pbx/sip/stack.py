@@ -266,10 +266,12 @@ class Stack:
         """RFC 3261 §9.2: CANCEL gets its own 200; the INVITE gets 487 if still pending."""
         invite_key = tx.server_key(_as_invite(request))
         entry = self._servers.get(invite_key)
-        resp = make_response(request, 481 if entry is None else 200, to_tag=None)
+        pending = entry.incoming if entry is not None else None
+        to_tag = pending.to_tag if pending is not None else None
+        resp = make_response(request, 481 if entry is None else 200, to_tag=to_tag)
         self._send_stateless(resp, source)
-        if entry is not None and entry.incoming is not None and not entry.incoming.final_sent:
-            entry.incoming.respond(487)
+        if pending is not None and not pending.final_sent:
+            pending.respond(487)
 
     def _receive_response(self, response: Response, source: Source) -> None:
         # pbx sends no requests yet (client transactions come with calls); drop strays

@@ -192,8 +192,10 @@ def test_unknown_user_and_wrong_password_get_identical_answers() -> None:
     [wrong] = h.send(
         register("1001", branch="z9hG4bKb", extra=authorization(c1, password="nope-nope"))
     )
-    [c2] = h.send(register("9999", branch="z9hG4bKc"))
-    [unknown] = h.send(register("9999", branch="z9hG4bKd", extra=authorization(c2, user="9999")))
+    [c2] = h.send(register("9999", branch="z9hG4bKc", call_id="c2"))
+    [unknown] = h.send(
+        register("9999", branch="z9hG4bKd", call_id="c2", extra=authorization(c2, user="9999"))
+    )
     for a, b in ((wrong, unknown), (c1, c2)):
         assert (a.status, a.reason) == (b.status, b.reason) == (401, "Unauthorized")
         assert [n for n, _ in a.headers.items()] == [n for n, _ in b.headers.items()]
@@ -258,7 +260,9 @@ def test_five_wrong_passwords_ban_the_address_silently() -> None:
     [c] = h.send(register(), host="127.0.0.3")
     for n in range(5):
         h.send(
-            register(branch=f"z9hG4bKw{n}", extra=authorization(c, password="bad-bad-bad")),
+            register(
+                branch=f"z9hG4bKw{n}", call_id=f"w{n}", extra=authorization(c, password="bad-bad")
+            ),
             host="127.0.0.3",
         )
     assert [b.address for b in h.bans] == ["127.0.0.3"]
@@ -319,3 +323,15 @@ def test_garbage_datagram_is_dropped_and_bad_request_answered_400() -> None:
     text = register().replace("CSeq: 1 REGISTER", "CSeq: 1 INVITE")  # method mismatch
     [resp] = h.send(text)
     assert resp.status == 400
+
+
+def test_repeated_failure_on_one_call_id_gets_403_and_counts_once() -> None:
+    h = Harness()
+    [c] = h.send(register())
+    statuses = []
+    for n in range(8):
+        extra = authorization(c, password="typo-typo", nc=f"{n + 1:08x}")
+        [resp] = h.send(register(branch=f"z9hG4bKr{n}", cseq=n + 2, extra=extra))
+        statuses.append(resp.status)
+    assert statuses == [401] + [403] * 7
+    assert h.bans == []

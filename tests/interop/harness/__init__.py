@@ -15,6 +15,7 @@ Modules
 - ``linphone``     ``Linphone``: linphone-daemon over stdin (fresh HOME + rc; no call-stats).
 - ``pyvoip_phone`` ``PyVoipPhone``: pyVoIP 1.6.8 in a thread (UDP, MD5).
 - ``netns``        ``private_netns()``: moves the calling thread into a new network namespace.
+- ``sip_wire``     raw SIP over plain UDP/TCP/TLS sockets: build requests, read/parse responses.
 
 Network namespaces (why and how)
     baresip advertises the host's primary (eth0) address in SDP even when it listens on

@@ -4,7 +4,8 @@ Owns: building requests byte by byte (so a test controls every header, the Via b
 retransmissions), reading responses with their arrival time and their headers in wire order,
 parsing digest challenges and answering them (RFC 3261 22.4, RFC 7616 3.4.1 with qop=auth, MD5
 or SHA-256, hashes from hashlib). Used where SIPp cannot express a check (compare two responses
-header by header, replay a nonce-count, send from a chosen 127.0.0.x address).
+header by header, replay a nonce-count, send from a chosen 127.0.0.x address), and reading
+SIPp's ``-trace_msg`` log (:func:`read_sipp_trace`) to compare and time the messages SIPp saw.
 
 Must not import anything from ``pbx``: the server is a black box reached over the network.
 Only 127.0.0.0/8 addresses; every receive is bounded by a timeout.
@@ -21,12 +22,21 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _HASHLIB = {"MD5": "md5", "SHA-256": "sha256"}
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.!%*+`\'~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)\s*,?')
-_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
+_COMPACT = {
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "m": "contact",
+    "l": "content-length",
+}
 _seq = itertools.count(1)
 
 
@@ -53,6 +63,7 @@ class SipResponse:
     headers: list[tuple[str, str]]
     body: bytes
     raw: bytes
+    #: time.monotonic() at arrival; for a SIPp trace entry, SIPp's wall-clock time (epoch)
     received_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -439,3 +450,45 @@ class Registerer:
         auth = self.authorization(pick_challenge(resp, self.algorithm), password)
         data = self.build(contacts, expires=expires, headers=headers, authorization=auth)
         return self.send(data, timeout)
+
+
+# -- SIPp -trace_msg logs ----------------------------------------------------------------------
+
+_TRACE_HEAD = re.compile(
+    rb"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)\n(\w+) message (sent|received)[^\n]*\n\n",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class TracedMessage:
+    """One message from a SIPp ``-trace_msg`` log: wall-clock time, direction and bytes."""
+
+    at: float  # seconds since the epoch (SIPp logs local time with microseconds)
+    transport: str
+    direction: str  # "sent" or "received"
+    data: bytes
+
+    @property
+    def first_line(self) -> str:
+        return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+    @property
+    def response(self) -> SipResponse | None:
+        return parse_response(self.data, self.at)
+
+
+def read_sipp_trace(path: Path) -> list[TracedMessage]:
+    """Parse SIPp's messages.log (written with -trace_msg) into messages, in log order."""
+    text = path.read_bytes()
+    heads = list(_TRACE_HEAD.finditer(text))
+    messages = []
+    for head, nxt in zip(heads, heads[1:] + [None], strict=True):
+        end = nxt.start() if nxt is not None else len(text)
+        stamp = head.group(1).decode().replace("\t", " ")
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        data = text[head.end() : end]
+        while data.endswith(b"\n") and not data.endswith(b"\r\n"):
+            data = data[:-1]  # the blank lines SIPp adds after each message
+        messages.append(TracedMessage(at, head.group(2).decode(), head.group(3).decode(), data))
+    return messages
