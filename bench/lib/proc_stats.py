@@ -106,9 +106,12 @@ def require_loopback(address: str) -> None:
         raise ValueError(f"refusing non-loopback address {address}")
 
 
-def pinned(cpu: int, argv: list[str]) -> list[str]:
-    """``argv`` run through taskset so it (and all it forks) stays on core ``cpu``."""
-    return ["taskset", "-c", str(cpu), *argv]
+def pinned(cpu: int, argv: list[str], nice: int = 0) -> list[str]:
+    """``argv`` run through taskset so it (and all it forks) stays on core ``cpu``; with
+    ``nice`` < 0 it also runs ahead of other work on that core (the pid stays the same: both
+    nice and taskset exec the program)."""
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    return [*prefix, "taskset", "-c", str(cpu), *argv]
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:

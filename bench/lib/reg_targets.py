@@ -161,9 +161,10 @@ class KamailioTarget(_Process):
         cpu: int,
         sqlite: bool,
         children: int | None = None,
+        nice: int = 0,
     ):
         self.name, self.workdir, self.users, self.cpu = name, workdir, users, cpu
-        self.sqlite, self.children = sqlite, children
+        self.sqlite, self.children, self.nice = sqlite, children, nice
         self.port = free_udp_ports(1)[0]
         self.status_file: Path | None = None
         self.db_file = workdir / f"{name}.sqlite"
@@ -213,7 +214,7 @@ class KamailioTarget(_Process):
         if self.children is not None:
             defines += ["-A", f"CHILDREN={self.children}"]
         argv += ["-l", f"udp:{LOOPBACK}:{self.port}", "-w", str(self.workdir), *defines]
-        self._spawn(pinned(self.cpu, argv))
+        self._spawn(pinned(self.cpu, argv, self.nice))
         self._wait_ready(timeout=15)
 
 
@@ -222,8 +223,9 @@ class PbxTarget(_Process):
 
     name = "pbx"
 
-    def __init__(self, workdir: Path, users: list[User], cpu: int, python: str):
+    def __init__(self, workdir: Path, users: list[User], cpu: int, python: str, nice: int = 0):
         self.workdir, self.users, self.cpu, self.python = workdir, users, cpu, python
+        self.nice = nice
         self.data = workdir / "pbx-data"
         self.port, self.tls_port, self.http_port = free_udp_ports(3)
         self.status_file: Path | None = self.data / "run" / "status.json"
@@ -285,7 +287,7 @@ class PbxTarget(_Process):
         argv = self._pbx("serve", "--data", str(self.data), "--bind", LOOPBACK)
         argv += ["--sip-port", str(self.port), "--tls-port", str(self.tls_port)]
         argv += ["--http-port", str(self.http_port)]
-        self._spawn(pinned(self.cpu, argv), env=self._env())
+        self._spawn(pinned(self.cpu, argv, self.nice), env=self._env())
         self._wait_ready(timeout=60, extra=self.status_file)
 
 

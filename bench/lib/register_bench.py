@@ -96,6 +96,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         help="Kamailio SIP worker processes (default: 4 in memory, 1 with SQLite)",
     )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the server and SIPp at this niceness (e.g. -10 on a busy machine; needs root)",
+    )
     ap.add_argument("--pause", type=float, help="seconds between steps (default 3)")
     ap.add_argument("--keep-going", action="store_true", help="run every rate even after a fail")
     ap.add_argument(
@@ -127,15 +133,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_target(name: str, workdir: Path, args: argparse.Namespace) -> Target:
     if name == "pbx":
-        return PbxTarget(workdir, make_users(args.users), args.server_cpu, args.python)
+        return PbxTarget(workdir, make_users(args.users), args.server_cpu, args.python, args.nice)
     if name == "kamailio":
         users = make_users(args.users, SHARED_PASSWORD)
         return KamailioTarget(
-            name, workdir, users, args.server_cpu, sqlite=False, children=args.kamailio_children
+            name,
+            workdir,
+            users,
+            args.server_cpu,
+            sqlite=False,
+            children=args.kamailio_children,
+            nice=args.nice,
         )
     users = make_users(args.users)
     return KamailioTarget(
-        name, workdir, users, args.server_cpu, sqlite=True, children=args.kamailio_children
+        name,
+        workdir,
+        users,
+        args.server_cpu,
+        sqlite=True,
+        children=args.kamailio_children,
+        nice=args.nice,
     )
 
 

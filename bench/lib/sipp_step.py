@@ -41,6 +41,7 @@ class SippLoad:
     workdir: Path
     label: str
     grace: float = 20.0  # seconds SIPp may run after the last call is created (retransmissions)
+    nice: int = 0
 
 
 @dataclass(slots=True)
@@ -111,6 +112,7 @@ def sipp_command(load: SippLoad, rate: int, calls: int, timeout_s: int, stats: P
             "-max_log_size",
             "2000000",
         ],
+        load.nice,
     )
 
 

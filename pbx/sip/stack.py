@@ -166,11 +166,14 @@ class Stack:
             return
         try:
             self._fix_via(partial, source)
+        except SipError:
+            pass  # the top Via itself is broken: answer the source address instead (below)
+        try:
             resp = make_response(partial, exc.status, exc.reason)
         except Exception:  # noqa: BLE001 - the partial message may be too broken to answer
             log.debug("cannot answer unparsable message from %s", source.remote)
             return
-        self._send_stateless(resp, source)
+        self._send_stateless(resp, source, to_source=True)
 
     def _receive_request(self, request: Request, source: Source) -> None:
         headers = request.headers
@@ -287,9 +290,14 @@ class Stack:
             resp.headers.add("Server", self.options.server_header)
         self._run(key, entry, entry.machine.send_response(resp))
 
-    def _send_stateless(self, resp: Response, source: Source) -> None:
+    def _send_stateless(self, resp: Response, source: Source, to_source: bool = False) -> None:
+        """Send outside any transaction; ``to_source`` answers the packet's source address when
+        the top Via gives no usable destination (a broken Via on a request we reject)."""
         if self.options.server_header:
             resp.headers.add("Server", self.options.server_header)
+        if to_source and self.transports is not None and response_target(resp, source) is None:
+            self.transports.send(serialize(resp), source.remote, source)
+            return
         self._transmit(resp, source)
 
     def _reject_stateless(self, request: Request, source: Source, exc: SipError) -> None:

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -488,8 +489,9 @@ def _private_resolver_python(tmp_path: Path, python: str) -> Path:
     wrapper = tmp_path / "python-private-resolver"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f"exec unshare --mount --propagation private sh -c "
-        f'\'mount --bind "$0" /etc/resolv.conf && exec "$@"\' {resolv} {python} "$@"\n'
+        "exec unshare --mount --propagation private sh -c "
+        f'\'mount --bind "$0" /etc/resolv.conf && exec "$@"\' '
+        f'{shlex.quote(str(resolv))} {shlex.quote(python)} "$@"\n'
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -538,6 +540,7 @@ def test_no_dns_lookup_for_the_foreign_domains_of_the_corpus(
     dns_capture: Callable[[], list[str]],
     tmp_path: Path,
 ) -> None:
+    host_resolv = Path("/etc/resolv.conf").read_bytes()
     wrapper = _private_resolver_python(tmp_path, sys.executable)
     view = subprocess.run(
         [str(wrapper), "-c", "print(open('/etc/resolv.conf').read())"],
@@ -546,7 +549,7 @@ def test_no_dns_lookup_for_the_foreign_domains_of_the_corpus(
         timeout=30,
     )
     assert f"nameserver {PRIVATE_NAMESERVER}" in view.stdout, view.stderr
-    assert PRIVATE_NAMESERVER not in Path("/etc/resolv.conf").read_text()  # host untouched
+    assert Path("/etc/resolv.conf").read_bytes() == host_resolv  # the mount stayed private
     control = udp_socket("127.0.0.1")  # proves the capture sees port-53 traffic on lo
     control.sendto(b"capture control, not a DNS query", (PRIVATE_NAMESERVER, 53))
     control_port = control.getsockname()[1]

@@ -41,9 +41,9 @@ class FakeNetwork:
         self.sent.append((data, target))
         return True
 
-    def responses(self) -> list[Response]:
+    def responses(self, start: int = 0) -> list[Response]:
         out = []
-        for data, _ in self.sent:
+        for data, _ in self.sent[start:]:
             msg = parse_message(data)
             assert isinstance(msg, Response)
             out.append(msg)
@@ -104,7 +104,7 @@ class Harness:
         before = len(self.net.sent)
         data = text.replace("\n", "\r\n").encode()
         self.stack.receive(data, Source(Address("UDP", host, port), LOCAL))
-        return self.net.responses()[before:]
+        return self.net.responses(before)
 
 
 def register(

@@ -21,6 +21,21 @@ import uuid
 
 from .raw_sip import SipResponse, parse_response
 
+__all__ = [
+    "SipResponse",
+    "StreamReader",
+    "options",
+    "parse_response",
+    "recv_datagrams",
+    "request",
+    "status_line",
+    "stream_connect",
+    "tcp_connect",
+    "tokens",
+    "udp_exchange",
+    "udp_socket",
+]
+
 _CONTENT_LENGTH_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)", re.I)
 
 
