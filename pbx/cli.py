@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", default="", help="display name")
     _data_arg(add)
     imp = user_sub.add_parser("import", help="add users from a CSV file (extension,password,name)")
-    imp.add_argument("file", help="CSV file; '-' reads standard input; empty passwords are generated")
+    imp.add_argument(
+        "file", help="CSV file; '-' reads standard input; empty passwords are generated"
+    )
     _data_arg(imp)
     for name, text in (("list", "list users"),):
         _data_arg(user_sub.add_parser(name, help=text))

@@ -164,8 +164,14 @@ def user_import(args: argparse.Namespace) -> int:
                 except AlreadyExists as exc:
                     raise CommandError(f"extension {extension} already exists") from exc
                 store_credentials.set_credentials(db, creds)
-                audit.record(db, actor=actor(), action="user.add", target=extension,
-                             new={"extension": extension, "name": name}, at=now)
+                audit.record(
+                    db,
+                    actor=actor(),
+                    action="user.add",
+                    target=extension,
+                    new={"extension": extension, "name": name},
+                    at=now,
+                )
 
         store.write(add_all)
     finally:

@@ -114,6 +114,22 @@ def pinned(cpu: int, argv: list[str], nice: int = 0) -> list[str]:
     return [*prefix, "taskset", "-c", str(cpu), *argv]
 
 
+def set_autogroup_nice(nice: int) -> int | None:
+    """Set the niceness of this session's scheduler autogroup (sched(7)); the previous one.
+
+    With autogroups on, ``nice`` only ranks processes within their own session, so a server
+    and SIPp started by this process outrank other sessions' work only through this. Returns
+    None where autogroups are off or the kernel refuses.
+    """
+    path = Path("/proc/self/autogroup")
+    try:
+        previous = int(path.read_text().split("nice")[1])
+        path.write_text(str(nice))
+    except (OSError, IndexError, ValueError):
+        return None
+    return previous
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
     """SIGTERM the process we started (by its pid), SIGKILL it after ``grace`` s; its exit code."""
     if proc.poll() is None:

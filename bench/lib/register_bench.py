@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import loop_lag
-from .proc_stats import free_udp_ports, tree_cpu_seconds
+from .proc_stats import free_udp_ports, set_autogroup_nice, tree_cpu_seconds
 from .reg_targets import (
     BENCH_DIR,
     KamailioTarget,
@@ -94,13 +94,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--kamailio-children",
         type=int,
-        help="Kamailio SIP worker processes (default: 4 in memory, 1 with SQLite)",
+        help="Kamailio SIP worker processes (default 1: the best on one core)",
     )
     ap.add_argument(
         "--nice",
         type=int,
         default=0,
-        help="run the server and SIPp at this niceness (e.g. -10 on a busy machine; needs root)",
+        help="run the server and SIPp (and this session's autogroup) at this niceness, "
+        "e.g. -10 on a busy machine (needs root)",
     )
     ap.add_argument("--pause", type=float, help="seconds between steps (default 3)")
     ap.add_argument("--keep-going", action="store_true", help="run every rate even after a fail")
@@ -349,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"bench/register: rates {args.rates}, scratch {workdir}", flush=True)
-    runs = [sweep(name, workdir, args) for name in TARGETS if name in args.only]
+    previous_nice = set_autogroup_nice(args.nice) if args.nice else None
+    try:
+        runs = [sweep(name, workdir, args) for name in TARGETS if name in args.only]
+    finally:
+        if previous_nice is not None:
+            set_autogroup_nice(previous_nice)
     print(summary(runs, args), flush=True)
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -4,8 +4,8 @@ Every request that needs a known user goes through :meth:`Access.authenticate`: 
 challenged with 401/WWW-Authenticate, everything else with 407/Proxy-Authenticate (RFC 3261
 §22). Wrong credentials for a known user and any credentials for an unknown user get the same
 fresh challenge (no user enumeration); a second failure on the same Call-ID from the same
-address gets 403 and is not counted again, so a phone looping on a mistyped password does not
-get its address banned within milliseconds. A failure (credentials that fail verification; never a
+address gets 403 (final), so a phone looping on a mistyped password stops instead of getting
+its address banned within milliseconds. Every failure counts towards a ban. A failure (credentials that fail verification; never a
 first unauthenticated request or a stale nonce) is reported to :class:`pbx.sip.guard.Guard`;
 a resulting ban is handed to ``on_ban`` to be persisted.
 
@@ -89,11 +89,7 @@ class Access:
             self.challenge(incoming, stale=True)
             return None
         if result is AuthResult.FAILED:
-            if self._repeated_failure(host, request.call_id):
-                # A phone with a wrong password retrying in a loop on one Call-ID: tell it to stop
-                # (the same for known and unknown users) and count the dialogue as one failure.
-                incoming.respond(403, "Forbidden")
-                return None
+            repeated = self._repeated_failure(host, request.call_id)
             log.info(
                 "[%s] authentication failed for %r from %s",
                 request.call_id,
@@ -110,6 +106,12 @@ class Access:
                     ban.reason,
                 )
                 self._on_ban(ban)
+            if repeated:
+                # The same dialogue failed before: a phone looping on a mistyped password.
+                # 403 is final, so it stops instead of burning through the ban limit in
+                # milliseconds (the same answer for known and unknown users).
+                incoming.respond(403, "Forbidden")
+                return None
         self.challenge(incoming)
         return None
 

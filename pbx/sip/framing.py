@@ -28,7 +28,7 @@ class KeepAlive:
 KEEPALIVE = KeepAlive()
 
 _CONTENT_LENGTH_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
-_FOLD_RE = re.compile(rb"[ \t]*\r\n[ \t]+")
+_FOLD_RE = re.compile(rb"\r\n[ \t]+")
 _PING = b"\r\n\r\n"
 
 

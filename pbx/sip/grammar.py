@@ -8,29 +8,6 @@ Must not import: twisted, socket, sqlite3, flask, pbx.store. Pure constants, no 
 
 from __future__ import annotations
 
-__all__ = [
-    "CALLID",
-    "HEADER_NAME",
-    "HNV_CHARS",
-    "HOST",
-    "HOSTNAME",
-    "IPV4ADDRESS",
-    "IPV6REFERENCE",
-    "PARAM_CHARS",
-    "PASSWORD",
-    "PASSWORD_CHARS",
-    "PORT",
-    "QUOTED_STRING",
-    "SCHEME",
-    "SIP_VERSION",
-    "STATUS_CODE",
-    "TOKEN",
-    "TOKEN_CHARS",
-    "USER",
-    "USER_CHARS",
-    "WORD",
-]
-
 # alphanum  =  ALPHA / DIGIT
 # unreserved  =  alphanum / mark
 # mark        =  "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"

@@ -19,7 +19,7 @@ from typing import Literal, TypeVar, cast
 
 from pbx.sip import grammar
 from pbx.sip.errors import LocalProtocolError, RemoteProtocolError
-from pbx.sip.uri import SipUri, Uri, parse_uri
+from pbx.sip.uri import Uri, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -30,12 +30,16 @@ __all__ = [
     "Via",
     "canonical_name",
     "format_auth_params",
+    "format_params",
     "header_key",
     "name_info",
     "parse_auth_params",
     "parse_contacts",
+    "parse_params",
+    "quote_string",
     "split_list",
     "stored_name",
+    "unquote_string",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,8 +135,9 @@ def name_info(name: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # lists and parameters
 
+# possessive quantifiers: a value with an unterminated quote must fail in linear time
 _LIST_ITEM_RE = re.compile(
-    r'[ \t]*((?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>)*)(?:,|$)',
+    r'[ \t]*+((?:[^,"<]++|"(?:[^"\\]++|\\.)*+"|<[^>]*+>)*+)(?:,|$)',
     re.S,
 )
 _GENERIC_PARAM_RE = re.compile(grammar.GENERIC_PARAM)
@@ -347,6 +352,8 @@ class NameAddr:
         """RFC 3261 §20.10/§25.1: (name-addr / addr-spec) *(SEMI param).
 
         Results are immutable and cached: To and Contact values repeat across requests."""
+        if len(text) <= _CACHE_MAX_TEXT:
+            return _parse_name_addr_cached(text)
         return _parse_name_addr(text)
 
     def __str__(self) -> str:
@@ -358,7 +365,6 @@ class NameAddr:
         return out
 
 
-@lru_cache(maxsize=4096)
 def _parse_name_addr(text: str) -> NameAddr:
     """Uncached body of NameAddr.parse."""
     s = text.strip(" \t")
@@ -382,6 +388,11 @@ def _parse_name_addr(text: str) -> NameAddr:
         display_name=display,
         params=parse_params(params) if params else (),
     )
+
+
+# short values only, so that the cache stays small whatever peers send
+_CACHE_MAX_TEXT = 256
+_parse_name_addr_cached = lru_cache(maxsize=4096)(_parse_name_addr)
 
 
 def parse_contacts(value: str) -> list[NameAddr] | Literal["*"]:
@@ -459,10 +470,6 @@ def format_auth_params(scheme: str, params: list[tuple[str, str, bool]]) -> str:
     'Digest realm="x", algorithm=MD5'."""
     parts = [f"{n}={quote_string(v)}" if quoted else f"{n}={v}" for n, v, quoted in params]
     return f"{scheme} {', '.join(parts)}"
-
-
-def is_sip_uri(uri: Uri) -> bool:
-    return isinstance(uri, SipUri)
 
 
 # ---------------------------------------------------------------------------------------------

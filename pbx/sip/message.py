@@ -73,18 +73,19 @@ DEFAULT_LIMITS = Limits()
 _TOKEN_RE = re.compile(grammar.TOKEN)
 _CALLID_RE = re.compile(grammar.CALLID)
 _VERSION_RE = re.compile(grammar.SIP_VERSION, re.IGNORECASE)
-_FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
+_FOLD_RE = re.compile(r"\r\n[ \t]+")
 
 
 # ---------------------------------------------------------------------------------------------
 # typed accessors (parsed lazily, cached in Headers)
 
 
-def _required(headers: Headers, name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        raise RemoteProtocolError(f"missing {name} header")
-    return value
+def _required(headers: Headers, key: str) -> str:
+    """First value of a mandatory header, by lookup key ("call-id")."""
+    values = headers._lookup().get(key)
+    if not values:
+        raise RemoteProtocolError(f"missing {stored_name(key)} header")
+    return values[0]
 
 
 def _parse_vias(headers: Headers) -> list[Via]:
@@ -95,19 +96,19 @@ def _parse_vias(headers: Headers) -> list[Via]:
 
 
 def _parse_from(headers: Headers) -> NameAddr:
-    return NameAddr.parse(_required(headers, "From"))
+    return NameAddr.parse(_required(headers, "from"))
 
 
 def _parse_to(headers: Headers) -> NameAddr:
-    return NameAddr.parse(_required(headers, "To"))
+    return NameAddr.parse(_required(headers, "to"))
 
 
 def _parse_cseq(headers: Headers) -> CSeq:
-    return CSeq.parse(_required(headers, "CSeq"))
+    return CSeq.parse(_required(headers, "cseq"))
 
 
 def _parse_call_id(headers: Headers) -> str:
-    value = _required(headers, "Call-ID")
+    value = _required(headers, "call-id")
     if not _CALLID_RE.fullmatch(value):
         raise RemoteProtocolError(f"bad Call-ID {value[:200]!r}")
     return value
@@ -411,8 +412,9 @@ def _parse_request(start_line: str, headers: Headers, rest: bytes, limits: Limit
         request.body = _body(headers, rest, limits)
         _validate(headers)
         if request.cseq.method != method:
-            # RFC 3261 §8.2.2? no: §20.16 + RFC 4475 §3.1.2.17/§3.1.2.18 (400 is acceptable
-            # for the unknown-method case too; the parser cannot know which methods exist).
+            # RFC 3261 §20.16 (the CSeq method matches the request), RFC 4475 §3.1.2.17.
+            # §3.1.2.18 prefers 501 for an unknown method but allows 400: the parser does not
+            # know which methods the application implements, so it answers 400 for both.
             raise RemoteProtocolError("CSeq method does not match the Request-Line")
     except RemoteProtocolError as exc:
         exc.partial = request
@@ -467,13 +469,21 @@ def _validate(headers: Headers) -> None:
         values = index.get(key)
         if values is not None and len(values) > 1:
             raise RemoteProtocolError(f"several {stored_name(key)} headers")
-    headers.cached("via", _parse_vias)
-    headers.cached("from", _parse_from)
-    headers.cached("to", _parse_to)
-    headers.cached("cseq", _parse_cseq)
-    headers.cached("call-id", _parse_call_id)
-    if "contact" in index:
-        headers.cached("contact", _parse_contact_lines)
+    cache = headers._cache
+    for key, parse in _EAGER:
+        if key in index and key not in cache:
+            cache[key] = parse(headers)
+
+
+# Typed values parsed (and cached) by _validate, so that a message that parses is usable.
+_EAGER: tuple[tuple[str, Callable[[Headers], object]], ...] = (
+    ("via", _parse_vias),
+    ("from", _parse_from),
+    ("to", _parse_to),
+    ("cseq", _parse_cseq),
+    ("call-id", _parse_call_id),
+    ("contact", _parse_contact_lines),
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -249,13 +249,22 @@ def _parse_tel(rest: str, text: str) -> TelUri:
     return TelUri(number, _split_params(";" + params))
 
 
-@lru_cache(maxsize=4096)
+# Parsed URIs are immutable, so short ones are memoised: From/To/Contact/Request-URIs repeat
+# across requests. Long texts bypass the cache so that it stays small (at most ~1 MB of keys).
+_CACHE_MAX_TEXT = 256
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI as it appears in a Request-URI or inside <...> (no surrounding LWS).
 
-    Results are immutable and cached (many messages repeat the same URIs).
     Raises RemoteProtocolError when the text is not a URI (RFC 3261 §25.1).
     """
+    if len(text) <= _CACHE_MAX_TEXT:
+        return _parse_uri_cached(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.fullmatch(scheme):
         raise _bad(text, "no scheme")
@@ -267,3 +276,6 @@ def parse_uri(text: str) -> Uri:
     if not rest or _ABSOLUTE_BAD_RE.search(rest):
         raise _bad(text, "bad absolute URI")
     return AbsoluteUri(scheme, rest)
+
+
+_parse_uri_cached = lru_cache(maxsize=4096)(_parse_uri)

@@ -32,8 +32,10 @@ def _client(pbx: PbxServer, local_ip: str) -> SipClient:
 
 
 def _fail(pbx: PbxServer, local_ip: str, ext: str, times: int) -> list[SipResponse | None]:
-    """One REGISTER, then up to ``times`` answers to the challenges with a wrong password
-    (fewer if an answer does not come: the list then ends with None)."""
+    """One REGISTER, then up to ``times`` answers to the challenges with a wrong password, all
+    in one dialogue (Call-ID) as a password guesser would (fewer if an answer does not come:
+    the list then ends with None). The server answers the first failure with a fresh 401 and
+    repeats on the same Call-ID with 403; the guesser keeps using the last challenge."""
     with _client(pbx, local_ip) as client:
         reg = Registerer(client, ext, "wrong-password-x")
         contact = [f"<{reg.contact()}>"]
@@ -42,11 +44,17 @@ def _fail(pbx: PbxServer, local_ip: str, ext: str, times: int) -> list[SipRespon
         for _ in range(times):
             if resp is None:
                 break
-            assert resp.status == 401, f"no challenge to answer: {resp}"
-            auth = reg.authorization(pick_challenge(resp, "MD5"))
+            assert resp.status in (401, 403), f"unexpected answer: {resp}"
+            challenge = pick_challenge(resp, "MD5") if resp.status == 401 else None
+            auth = reg.authorization(challenge)
             resp = reg.send(reg.build(contact, expires=600, authorization=auth))
             answers.append(resp)
     return answers
+
+
+def _expected(failures: int) -> list[int | None]:
+    """The first challenge, a fresh 401 for the first failure, 403 for every repeat."""
+    return [401, 401] + [403] * (failures - 1)
 
 
 def _register(pbx: PbxServer, local_ip: str, ext: str) -> SipResponse | None:
@@ -90,7 +98,7 @@ def test_five_wrong_passwords_ban_the_address_but_not_other_addresses(
 ) -> None:
     pbx = _server(pbx_factory)
     answers = _fail(pbx, "127.0.0.3", "6001", MAX_FAILURES)
-    assert [r and r.status for r in answers] == [401] * (MAX_FAILURES + 1)
+    assert [r and r.status for r in answers] == _expected(MAX_FAILURES)
 
     assert _register(pbx, "127.0.0.3", "6001") is None  # right password, still silence
     assert _options(pbx, "127.0.0.3") is None  # the whole address, every method
@@ -126,7 +134,7 @@ def test_address_that_authenticated_before_only_gets_the_user_banned(
 
     answers = _fail(pbx, "127.0.0.6", "6002", MAX_FAILURES + 1)
     statuses = [r and r.status for r in answers]
-    assert statuses == [401] * (MAX_FAILURES + 1) + [None]  # then nothing for that user
+    assert statuses == _expected(MAX_FAILURES) + [None]  # then nothing for that user
     assert _register(pbx, "127.0.0.6", "6002") is None
     assert _wait_for(lambda: "127.0.0.6 user 6002" in _ban_list(pbx), 5), _ban_list(pbx)
 
@@ -150,7 +158,7 @@ def test_scanner_user_agent_gets_no_answer(pbx_factory: Callable[..., PbxServer]
 def test_allowlisted_address_is_never_banned(pbx_factory: Callable[..., PbxServer]) -> None:
     pbx = _server(pbx_factory, site_toml='[guard]\nallowlist = ["127.0.0.5"]\n')
     answers = _fail(pbx, "127.0.0.5", "6001", 3 * MAX_FAILURES)
-    assert [r and r.status for r in answers] == [401] * (3 * MAX_FAILURES + 1)
+    assert [r and r.status for r in answers] == _expected(3 * MAX_FAILURES)
     resp = _register(pbx, "127.0.0.5", "6001")
     assert resp is not None and resp.status == 200, resp
     assert "no active bans" in _ban_list(pbx)

@@ -163,23 +163,26 @@ def test_baresip_with_wrong_password_reports_failure_and_gets_no_binding(
 
 
 @pytest.mark.netns
-def test_baresip_wrong_password_burst_gets_its_address_banned_without_a_binding(
+def test_baresip_wrong_password_stops_at_403_without_a_ban_or_binding(
     pbx_factory: Callable[..., PbxServer], baresip_factory: Callable[..., Baresip]
 ) -> None:
+    """libre answers every fresh 401 at once; the server's 403 on the second failure of the
+    same Call-ID ends that loop, so one mistyped password does not ban the whole address."""
     server = pbx_factory(md5_only=True)
     server.add_user("1001", PASSWORD)
     account = BaresipAccount("1001", WRONG, server.sip_port)
     agent = baresip_factory([account])
 
     deadline = time.monotonic() + 10
-    while not _ban_lines(server):
-        assert time.monotonic() < deadline, "no ban after repeated wrong passwords"
+    while _failed_users(server).count("1001") < 2:
+        assert time.monotonic() < deadline, "baresip never sent wrong credentials twice"
         time.sleep(0.2)
+    time.sleep(1.5)  # a phone still looping would pile up failures (and a ban) meanwhile
 
-    assert _ban_lines(server)[0].startswith("127.0.0.1 ")
-    assert _failed_users(server).count("1001") >= 5  # guard default max_failures
+    assert _failed_users(server).count("1001") == 2
+    assert _ban_lines(server) == []
     assert server.registrations() == []
-    agent.stop()  # banned: its un-REGISTER on quit would never be answered
+    agent.stop()
 
 
 # -- linphone-daemon (shipped default: SHA-256 then MD5) ---------------------------------------

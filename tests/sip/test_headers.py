@@ -332,3 +332,19 @@ def test_header_parsers_only_raise_remote_protocol_error(text: str) -> None:
             parse(text)
         except RemoteProtocolError:
             pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'sip:user@example.com?Route=%3Csip"sip.example.com%3E',  # found by fuzzing
+        "a" * 5000 + '"',
+        "<sip:a@b>, " + "x" * 5000 + '"' + "y" * 5000,
+    ],
+)
+def test_unbalanced_values_fail_in_linear_time(value: str) -> None:
+    # a backtracking regex took exponential time on the first value (ReDoS)
+    with pytest.raises(RemoteProtocolError):
+        split_list(value)
+    with pytest.raises(RemoteProtocolError):
+        parse_contacts(value)

@@ -541,3 +541,10 @@ def test_parse_message_only_raises_remote_protocol_error(data: bytes) -> None:
         parse_message(data)
     except RemoteProtocolError:
         pass
+
+
+def test_folding_after_long_whitespace_runs_is_linear() -> None:
+    # "[ \t]*\r\n[ \t]+" retried at every blank: quadratic on long runs of spaces
+    wire = REGISTER.replace(b"Expires: 3600", b"Subject: a" + b" " * 8000 + b"\r\n b")
+    msg = parse_message(wire, Limits(max_line_length=20000))
+    assert (msg.headers.get("Subject") or "").split() == ["a", "b"]
