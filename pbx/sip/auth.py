@@ -166,7 +166,40 @@ def _split_auth_value(value: str) -> tuple[str, dict[str, str]]:
     return scheme, _parse_params(value, after)
 
 
+# Fast path for the usual shape (every phone sends it): name=value pairs separated by commas,
+# quoted values without escapes. Anything else falls back to the careful parser below, which
+# accepts the full grammar and gives precise errors; the two agree where both apply.
+_FAST_PARAM = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`\'~]+)[ \t]*=[ \t]*"
+    r'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"|([^ \t\r\n,"\\]+))[ \t]*(?:,|\Z)'
+)
+
+
+def _parse_params_fast(value: str, pos: int) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    end = len(value)
+    match = _FAST_PARAM.match
+    while pos < end:
+        m = match(value, pos)
+        if m is None:
+            return None
+        name = m.group(1).lower()
+        if name in params:
+            return None
+        quoted = m.group(2)
+        params[name] = quoted if quoted is not None else m.group(3)
+        pos = m.end()
+    if value.endswith(","):
+        return None
+    return params
+
+
 def _parse_params(value: str, pos: int) -> dict[str, str]:
+    fast = _parse_params_fast(value, pos)
+    return fast if fast is not None else _parse_params_careful(value, pos)
+
+
+def _parse_params_careful(value: str, pos: int) -> dict[str, str]:
     params: dict[str, str] = {}
     end = len(value)
     while True:

@@ -508,3 +508,32 @@ def test_structured_random_authorization_parses_or_raises_and_verify_never_crash
     except RemoteProtocolError:
         return
     assert authn.verify(resp, "REGISTER", None) is AuthResult.FAILED
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9\-]{0,8}", fullmatch=True),
+        st.tuples(
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)), st.booleans()
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_fast_auth_param_path_agrees_with_the_careful_parser(
+    params: dict[str, tuple[str, bool]],
+) -> None:
+    """Where the fast path accepts a value it yields exactly what the full grammar parser does."""
+    parts = []
+    for name, (text, quoted) in params.items():
+        if quoted:
+            parts.append(f'{name}="' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            bare = "".join(c for c in text if c not in ' \t,"\\') or "x"
+            parts.append(f"{name}={bare}")
+    value = ", ".join(parts)
+    fast = auth_mod._parse_params_fast(value, 0)
+    if fast is None:
+        return
+    assert fast == auth_mod._parse_params_careful(value, 0)
