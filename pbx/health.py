@@ -4,11 +4,13 @@
 late each tick ran (the time the reactor thread was busy elsewhere) in a cumulative histogram.
 :class:`StatusFile` rewrites ``DATA/run/status.json`` every second (atomically, written on a worker
 thread so the reactor never waits for the disk) with the process id, listening addresses and loop
-lag; ``pbx status`` and the benchmarks read it. The reactor is injected.
+lag; ``pbx status`` and the benchmarks read it. :class:`GcPauseMonitor` times the garbage
+collector's passes, the other source of reactor stalls. The reactor is injected.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -86,6 +88,41 @@ def histogram_percentile(hist: list[int], fraction: float) -> float:
         if seen >= wanted:
             return (index + 1) * BUCKET_MS
     return len(hist) * BUCKET_MS
+
+
+class GcPauseMonitor:
+    """Times the cyclic garbage collector's passes (they stop the reactor thread)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._started = 0.0
+        self.passes = [0, 0, 0]
+        self.max_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = self._clock()
+            return
+        generation = info.get("generation", 0)
+        elapsed = (self._clock() - self._started) * 1000.0
+        self.passes[generation] += 1
+        self.total_ms[generation] += elapsed
+        self.max_ms[generation] = max(self.max_ms[generation], elapsed)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "passes": list(self.passes),
+            "max_ms": [round(v, 3) for v in self.max_ms],
+            "total_ms": [round(v, 3) for v in self.total_ms],
+        }
 
 
 class StatusFile:

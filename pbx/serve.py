@@ -25,6 +25,7 @@ from pbx.config import Config, load, parse_port_range
 log = logging.getLogger(__name__)
 
 GC_THRESHOLD_YOUNG = 20_000
+SWITCH_INTERVAL = 0.0005
 
 
 def serve_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -74,6 +75,9 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_YOUNG, 20, 100)
+    # The reactor thread gives up the GIL on every socket call; with the store's writer thread
+    # busy, getting it back took up to the default 5 ms switch interval each time.
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def raise_open_files_limit() -> int:

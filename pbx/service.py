@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, ssl, task
+from twisted.python.failure import Failure
 
 from pbx import __version__
 from pbx.certs import ensure_tls_files
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
-from pbx.health import LoopLagMonitor, StatusFile
+from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
 from pbx.sip.guard import Ban as GuardBan
@@ -58,6 +59,7 @@ class PbxServer:
         self.store = store or Store(database_path(config.data_dir))
         self.started_at = time.time()
         self._credentials: dict[str, tuple[float, Any]] = {}
+        self._bindings = BindingCommits(self.store, reactor)
         self._loops: list[task.LoopingCall] = []
         guard_cfg = config.guard
         self.guard = Guard(
@@ -118,6 +120,7 @@ class PbxServer:
         self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
         self.stack.sink = self.methods
         self.loop_lag = LoopLagMonitor(reactor)
+        self.gc_pauses = GcPauseMonitor()
         self.status_file = StatusFile(
             reactor, config.data_dir / "run" / "status.json", self.snapshot
         )
@@ -148,6 +151,7 @@ class PbxServer:
             )
             self.transports.listen_stream("TLS", bind, config.tls_port, context)
         self.loop_lag.start()
+        self.gc_pauses.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
         self._every(PURGE_INTERVAL, self._purge)
         self.status_file.start()
@@ -179,6 +183,7 @@ class PbxServer:
             if loop.running:
                 loop.stop()
         self.loop_lag.stop()
+        self.gc_pauses.stop()
         self.status_file.stop()
         yield defer.gatherResults(
             [d for d in self.transports.stop() if d is not None], consumeErrors=True
@@ -273,7 +278,52 @@ class PbxServer:
             "messages": dict(self.stack.stats),
             "bans": len(self.guard.active_bans()),
             "loop_lag": self.loop_lag.snapshot(),
+            "gc": self.gc_pauses.snapshot(),
         }
+
+
+class BindingCommits:
+    """Group commit of REGISTER changes on the reactor side.
+
+    While one batch is being committed by the store's writer thread, further changes queue up
+    here and go as the next batch: one hand-off between threads per batch, not per REGISTER
+    (each hand-off costs the reactor thread a GIL round trip). Every Deferred still fires only
+    after its own change is committed.
+    """
+
+    def __init__(self, store: Store, reactor: Any) -> None:
+        self._store = store
+        self._reactor = reactor
+        self._pending: list[tuple[str, dict[str, Any], defer.Deferred[Any]]] = []
+        self._in_flight = False
+
+    def commit(self, extension: str, changes: dict[str, Any]) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._pending.append((extension, changes, d))
+        if not self._in_flight:
+            self._flush()
+        return d
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._in_flight = True
+        job = [(extension, changes) for extension, changes, _ in batch]
+        done = as_deferred(self._store.write_async(registrations.apply_many, job), self._reactor)
+        done.addBoth(self._committed, batch)
+
+    def _committed(self, results: Any, batch: list[tuple[str, dict[str, Any], Any]]) -> None:
+        self._in_flight = False
+        if isinstance(results, Failure):
+            for _, _, d in batch:
+                d.errback(results)
+        else:
+            for (_, _, d), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    d.errback(result)
+                else:
+                    d.callback(result)
+        if self._pending:
+            self._flush()
 
 
 def _to_guard(ban: store_bans.Ban) -> GuardBan:

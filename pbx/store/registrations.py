@@ -133,3 +133,26 @@ def list_bindings(db: Database, *, now: float, extension: str | None = None) -> 
 def purge_expired(db: Database, now: float) -> int:
     """Delete bindings with ``expires_at <= now``; return how many were deleted."""
     return int(db.execute("DELETE FROM bindings WHERE expires_at <= ?", [now]).rowcount)
+
+
+RegisterChange = tuple[str, dict[str, Any]]  # (extension, apply_register keyword arguments)
+
+
+def apply_many(db: Database, changes: list[RegisterChange]) -> list[list[Binding] | Exception]:
+    """Apply several REGISTERs in one writer job, each in its own savepoint.
+
+    The registrar batches the REGISTERs that arrive while a commit is in flight into one job:
+    one queue hand-off and one wake-up of the reactor per batch instead of per REGISTER. A
+    failing change (unknown extension, ...) is rolled back alone and returned as its exception.
+    """
+    conn = db.conn
+    results: list[list[Binding] | Exception] = []
+    for extension, kwargs in changes:
+        conn.execute("SAVEPOINT pbx_register")
+        try:
+            results.append(apply_register(db, extension, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed back to that REGISTER's caller
+            conn.execute("ROLLBACK TO pbx_register")
+            results.append(exc)
+        conn.execute("RELEASE pbx_register")
+    return results
