@@ -20,9 +20,7 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import netns, ports
+from .procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -368,17 +367,7 @@ class Baresip:
 
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM then SIGKILL, by pid only; safe to call twice."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.kill(proc.pid, sig)
-                    proc.wait(grace)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_process(self.proc, grace)
         self._close()
 
     def _close(self) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ports
+from .procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -302,17 +302,7 @@ class Linphone:
 
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM then SIGKILL, by pid only; safe to call twice."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.kill(proc.pid, sig)
-                    proc.wait(grace)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_process(self.proc, grace)
         self._cleanup()
 
     def _cleanup(self) -> None:

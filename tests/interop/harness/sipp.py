@@ -20,9 +20,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ports
+from .procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -293,18 +292,7 @@ class Sipp:
 
     def stop(self, grace: float = 3.0) -> SippResult:
         """SIGTERM (SIPp then writes its final statistics), then SIGKILL; by pid only."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.kill(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_process(self.proc, grace)
         self._ports.release()
         return self.result()
 
