@@ -74,12 +74,16 @@ def core_busy_seconds(cpu: int) -> float:
     raise ValueError(f"no core {cpu} in /proc/stat")
 
 
-def udp_receive_drops() -> int:
-    """Datagrams the kernel dropped for a full socket receive buffer, machine-wide (RcvbufErrors
-    in /proc/net/snmp): a rise during a step means a server or SIPp fell behind."""
-    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()]
-    head, values = [ln for ln in lines if ln and ln[0] == "Udp:"][:2]
-    return int(values[head.index("RcvbufErrors")])
+def udp_port_drops(port: int) -> int:
+    """Datagrams dropped so far (full receive buffer) by the UDP sockets bound to 127.0.0.1:``port``
+    ("drops", the last column of /proc/net/udp): a rise means that reader fell behind."""
+    wanted = f"0100007F:{port:04X}"
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 12 and fields[1] == wanted:
+            total += int(fields[-1])
+    return total
 
 
 def free_udp_port() -> int:

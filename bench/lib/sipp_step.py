@@ -65,7 +65,8 @@ class StepResult:
     server_cpu_pct: float  # while calls were being created
     gen_cpu_pct: float
     other_load_pct: float  # CPU used on the server's core by anything but the server
-    udp_drops: int  # datagrams dropped for full receive buffers (machine-wide) during the step
+    server_drops: int  # datagrams the server's socket dropped (full receive buffer)
+    sipp_drops: int  # datagrams SIPp's socket dropped
     wall_s: float
     sipp_rc: int | None
     cpu_s_per_1k: float | None = None
@@ -194,11 +195,12 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
     with (load.workdir / f"{load.label}_r{rate}.stderr").open("wb") as err:
         cpu0 = tree_cpu_seconds(server_pid)
         core0 = core_busy_seconds(load.server_cpu)
-        drops0 = udp_receive_drops()
+        srv_drops0 = udp_port_drops(load.server_port)
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=load.workdir)
         try:
             gen0 = cpu_seconds([proc.pid])
+            sipp_drops0 = _wait_sipp_socket(load.local_port)
             time.sleep(duration)
             window = time.monotonic() - t0
             cpu_win = tree_cpu_seconds(server_pid) - cpu0
@@ -210,8 +212,11 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
                 rc = stop_process(proc)
         finally:
             stop_process(proc)
+            sipp_drops = udp_port_drops(load.local_port) - sipp_drops0
+        finally:
+            stop_process(proc)
         cpu_all = tree_cpu_seconds(server_pid) - cpu0
-        drops = udp_receive_drops() - drops0
+        srv_drops = udp_port_drops(load.server_port) - srv_drops0
         wall = time.monotonic() - t0
     rows = read_stats(stats) if stats.exists() else []
     last = rows[-1] if rows else {}
