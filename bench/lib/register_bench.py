@@ -179,7 +179,7 @@ STEP_COLUMNS = (
     ("lag_p99", 8),
     ("other%", 7),
     ("gen%", 6),
-    ("drops", 7),
+    ("drops", 13),
     ("pass", 5),
 )
 
@@ -199,7 +199,7 @@ def step_row(s: StepResult) -> str:
         lag,
         _fmt(s.other_load_pct),
         _fmt(s.gen_cpu_pct),
-        s.udp_drops,
+        f"{s.server_drops}/{s.sipp_drops}",
         "yes" if s.passed else "NO",
     )
     return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, STEP_COLUMNS, strict=True))

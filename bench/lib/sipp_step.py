@@ -22,7 +22,7 @@ from .proc_stats import (
     pinned,
     stop_process,
     tree_cpu_seconds,
-    udp_receive_drops,
+    udp_port_drops,
 )
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,15 @@ def response_p99(row: dict[str, str]) -> tuple[float | None, str]:
     return None, "-"
 
 
+def _watch(proc: subprocess.Popen[bytes], port: int, until: float, drops: int) -> int:
+    """Poll until ``until`` (monotonic) or SIPp's exit; the highest drop count of its socket
+    seen (the socket, and its counter, go away with SIPp)."""
+    while proc.poll() is None and time.monotonic() < until:
+        drops = max(drops, udp_port_drops(port))
+        time.sleep(0.25)
+    return drops
+
+
 def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> StepResult:
     """Offer ``rate`` registrations/s for ``duration`` s and measure the server (``server_pid``)."""
     calls = max(1, int(rate * duration))
@@ -200,21 +209,14 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=load.workdir)
         try:
             gen0 = cpu_seconds([proc.pid])
-            sipp_drops0 = _wait_sipp_socket(load.local_port)
-            time.sleep(duration)
+            sipp_drops = _watch(proc, load.local_port, t0 + duration, 0)
             window = time.monotonic() - t0
             cpu_win = tree_cpu_seconds(server_pid) - cpu0
             core_win = core_busy_seconds(load.server_cpu) - core0
             gen_win = cpu_seconds([proc.pid]) - gen0
-            try:
-                rc: int | None = proc.wait(timeout=timeout_s + 30)
-            except subprocess.TimeoutExpired:
-                rc = stop_process(proc)
+            sipp_drops = _watch(proc, load.local_port, t0 + timeout_s + 30, sipp_drops)
         finally:
-            stop_process(proc)
-            sipp_drops = udp_port_drops(load.local_port) - sipp_drops0
-        finally:
-            stop_process(proc)
+            rc = stop_process(proc)
         cpu_all = tree_cpu_seconds(server_pid) - cpu0
         srv_drops = udp_port_drops(load.server_port) - srv_drops0
         wall = time.monotonic() - t0
@@ -242,7 +244,8 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         server_cpu_pct=round(100 * cpu_win / window, 1),
         gen_cpu_pct=round(100 * gen_win / window, 1),
         other_load_pct=round(max(0.0, 100 * (core_win - cpu_win) / window), 1),
-        udp_drops=drops,
+        server_drops=srv_drops,
+        sipp_drops=sipp_drops,
         wall_s=round(wall, 1),
         sipp_rc=rc,
         cpu_s_per_1k=round(1000 * cpu_all / ok, 4) if ok else None,
