@@ -24,6 +24,7 @@ from pbx.credentials import SecretBox, make_credentials
 from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
+from pbx.sip.client import ClientTransactions
 from pbx.sip.guard import Ban as GuardBan
 from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.message import Limits
@@ -100,6 +101,10 @@ class PbxServer:
         )
         self.transports = Transports(reactor, self.stack.receive, limits, sip.tcp_idle_timeout)
         self.stack.transports = self.transports
+        self.client = ClientTransactions(
+            reactor, self.transports, self.stack.options.timers, self.transports.local_address
+        )
+        self.stack.client = self.client
         self.access = Access(
             self.authenticator, self.guard, self._lookup_credentials, self._persist_ban
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pbx.sip import transaction as tx
+from pbx.sip.client import ClientTransactions
 from pbx.sip.errors import RemoteProtocolError, SipError
 from pbx.sip.guard import Guard
 from pbx.sip.message import (
@@ -172,6 +173,7 @@ class Stack:
         self.transports: Transports | None = None
         self.sink: RequestSink | None = None
         self.on_ack: Callable[[Request, Source], None] | None = None
+        self.client: ClientTransactions | None = None
         self._servers: dict[tuple[Any, ...], _ServerEntry] = {}
         self.stats = {"received": 0, "dropped": 0, "bad": 0}
 
@@ -313,7 +315,8 @@ class Stack:
             pending.respond(487)
 
     def _receive_response(self, response: Response, source: Source) -> None:
-        # pbx sends no requests yet (client transactions come with calls); drop strays
+        if self.client is not None and self.client.receive_response(response, source):
+            return
         log.debug("stray response %s from %s dropped", response.status, source.remote)
 
     # -- outbound ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ are closed after ``idle_timeout``. Parsing and policy live in pbx.sip.stack.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +199,29 @@ class Transports:
         for name, items in self._streams.items():
             addresses += [Address(name, lp.getHost().host, lp.getHost().port) for _, lp in items]
         return addresses
+
+    def local_address(self, target: Address) -> tuple[str, int]:
+        """Our sent-by for a request to ``target``: the listening point of its transport, with
+        a wildcard bind replaced by the local address the kernel would route from (a connected
+        UDP socket; no packet is sent and no name is resolved)."""
+        candidates = [a for a in self.listening() if a.transport == target.transport]
+        if not candidates:
+            candidates = self.listening()
+        if not candidates:
+            return "127.0.0.1", 5060
+        chosen = candidates[0]
+        host = chosen.host
+        if host in ("0.0.0.0", "::", ""):
+            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+            probe = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                probe.connect((target.host, target.port))
+                host = probe.getsockname()[0]
+            except OSError:
+                host = "127.0.0.1"
+            finally:
+                probe.close()
+        return host, chosen.port
 
     def connection_count(self) -> int:
         return sum(len(f.connections) for items in self._streams.values() for f, _ in items)
