@@ -1,0 +1,214 @@
+"""Anchored media: RTP/RTCP sockets per call leg and the untouched relay between two legs.
+
+A :class:`MediaLeg` owns one RTP and one RTCP socket (a pair from :class:`PortPool`) facing one
+phone. Packets are relayed to the other leg's phone as they are (no parsing on this path:
+one counter increment and one ``sendto`` per packet, which is what keeps a Python relay
+near the ~11 µs per packet a bare Twisted ``listenUDP`` relay costs here).
+
+Symmetric RTP with latching: the address from the SDP is a first guess; the first packet from
+the phone decides where its media really comes from (a phone behind NAT), and media for that
+phone is sent there from then on. Until a packet arrives, media goes to the SDP address.
+Packets from any other address are dropped (no media injection by third parties), except that
+a leg silent for ``relatch_after`` seconds may latch anew (a phone that changed address).
+
+Streams that stop are found by :class:`StreamWatch`, which compares packet counters every few
+seconds instead of reading the clock per packet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import protocol, task
+from twisted.internet.error import CannotListenError
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+class NoPortsAvailable(Exception):
+    """Every port pair of the configured range is in use."""
+
+
+class RelaySocket(protocol.DatagramProtocol):
+    """One UDP socket of a leg (its RTP or its RTCP), relaying to the peer leg's phone."""
+
+    transport: Any
+
+    def __init__(self, leg: MediaLeg, rtcp: bool) -> None:
+        self.leg = leg
+        self.rtcp = rtcp
+        self.remote: Address | None = None  # where this leg's phone is (latched or from SDP)
+        self.latched = False
+        self.peer: RelaySocket | None = None  # the same-kind socket of the other leg
+        self.received = 0
+        self.forwarded = 0
+        self.dropped = 0
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
+        if addr != self.remote or not self.latched:
+            if not self._latch(addr):
+                self.dropped += 1
+                return
+        self.received += 1
+        peer = self.peer
+        if peer is not None and peer.remote is not None:
+            peer.transport.write(data, peer.remote)
+            self.forwarded += 1
+
+    def _latch(self, addr: Address) -> bool:
+        if self.latched and not self.leg.may_relatch(self):
+            return False
+        if self.remote != addr:
+            log.debug(
+                "media %s latched to %s:%d (SDP said %s)",
+                self.leg.name,
+                addr[0],
+                addr[1],
+                self.remote,
+            )
+        self.remote = addr
+        self.latched = True
+        return True
+
+    def send(self, data: bytes) -> None:
+        """Send our own packet (played audio, generated DTMF) to this leg's phone."""
+        if self.remote is not None and self.transport is not None:
+            self.transport.write(data, self.remote)
+
+
+class MediaLeg:
+    """The media of one call leg: an RTP/RTCP socket pair facing one phone."""
+
+    def __init__(self, name: str, relatch_after: float = 5.0) -> None:
+        self.name = name
+        self.rtp = RelaySocket(self, rtcp=False)
+        self.rtcp = RelaySocket(self, rtcp=True)
+        self.local_ports: tuple[int, int] = (0, 0)
+        self.relatch_after = relatch_after
+        self._silent_checks = 0
+        self._last_received = 0
+        self.listening: list[Any] = []
+
+    @property
+    def local_rtp_port(self) -> int:
+        return self.local_ports[0]
+
+    def set_remote(self, host: str, rtp_port: int, rtcp_port: int | None = None) -> None:
+        """The phone's media address from its SDP (RFC 3605 a=rtcp, else RTP port + 1)."""
+        if not self.rtp.latched:
+            self.rtp.remote = (host, rtp_port)
+        if not self.rtcp.latched:
+            self.rtcp.remote = (host, rtcp_port if rtcp_port is not None else rtp_port + 1)
+
+    def may_relatch(self, sock: RelaySocket) -> bool:
+        """A latched leg may move only after it went silent (see StreamWatch)."""
+        return self._silent_checks * StreamWatch.interval >= self.relatch_after
+
+    def observe(self) -> int:
+        """Called by StreamWatch: returns for how many checks in a row no RTP arrived."""
+        if self.rtp.received == self._last_received:
+            self._silent_checks += 1
+        else:
+            self._silent_checks = 0
+            self._last_received = self.rtp.received
+        return self._silent_checks
+
+
+def bridge(a: MediaLeg, b: MediaLeg) -> None:
+    """Relay a's phone to b's phone and back, RTP and RTCP each on its own socket."""
+    a.rtp.peer, b.rtp.peer = b.rtp, a.rtp
+    a.rtcp.peer, b.rtcp.peer = b.rtcp, a.rtcp
+
+
+def unbridge(a: MediaLeg, b: MediaLeg) -> None:
+    for sock in (a.rtp, b.rtp, a.rtcp, b.rtcp):
+        sock.peer = None
+
+
+class PortPool:
+    """RTP/RTCP port pairs (RTP even, RTCP = RTP + 1, RFC 3550 §11) from the configured range.
+
+    Freed pairs go to the back of the queue, so a port is not reused while late packets of the
+    previous call may still arrive.
+    """
+
+    def __init__(self, reactor: Any, low: int, high: int, bind: str = "") -> None:
+        self._reactor = reactor
+        self._bind = bind
+        first = low + (low % 2)
+        self._free: deque[int] = deque(range(first, high, 2))
+        self.size = len(self._free)
+
+    @property
+    def available(self) -> int:
+        return len(self._free)
+
+    def open(self, leg: MediaLeg) -> None:
+        """Bind a free pair for ``leg``; skips pairs another program holds."""
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            try:
+                rtp = self._reactor.listenUDP(port, leg.rtp, interface=self._bind)
+            except CannotListenError:
+                self._free.append(port)
+                continue
+            try:
+                rtcp = self._reactor.listenUDP(port + 1, leg.rtcp, interface=self._bind)
+            except CannotListenError:
+                rtp.stopListening()
+                self._free.append(port)
+                continue
+            leg.local_ports = (port, port + 1)
+            leg.listening = [rtp, rtcp]
+            return
+        raise NoPortsAvailable(f"no free RTP port pair ({self.size} in the range)")
+
+    def close(self, leg: MediaLeg) -> None:
+        """Stop the leg's sockets and give its pair back."""
+        for listening in leg.listening:
+            listening.stopListening()
+        if leg.listening:
+            self._free.append(leg.local_ports[0])
+        leg.listening = []
+
+
+class StreamWatch:
+    """Finds legs whose RTP stopped: every ``interval`` seconds, compares packet counters."""
+
+    interval = 2.0
+
+    def __init__(
+        self, reactor: Any, timeout: float, on_timeout: Callable[[MediaLeg], None]
+    ) -> None:
+        self._legs: set[MediaLeg] = set()
+        self._timeout_checks = max(1, round(timeout / self.interval))
+        self._on_timeout = on_timeout
+        self._loop = task.LoopingCall(self._check)
+        self._loop.clock = reactor
+
+    def start(self) -> None:
+        self._loop.start(self.interval, now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def add(self, leg: MediaLeg) -> None:
+        self._legs.add(leg)
+
+    def discard(self, leg: MediaLeg) -> None:
+        self._legs.discard(leg)
+
+    def _check(self) -> None:
+        for leg in list(self._legs):
+            if leg.observe() >= self._timeout_checks:
+                self._legs.discard(leg)
+                log.info(
+                    "media %s: no RTP for %.0f s", leg.name, self._timeout_checks * self.interval
+                )
+                self._on_timeout(leg)
