@@ -114,6 +114,41 @@ def _m003_bans(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m004_call_records")
+def _m004_call_records(db: Database) -> None:
+    # One row per call. Written when the call is answered (before the 200 OK is relayed) and
+    # completed when it ends; rows still open at start-up were cut by a crash ('interrupted').
+    _run(
+        db,
+        [
+            """CREATE TABLE call_records (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                call_id TEXT NOT NULL UNIQUE,
+                caller TEXT NOT NULL,
+                caller_name TEXT NOT NULL DEFAULT '',
+                callee TEXT NOT NULL DEFAULT '',
+                dialled TEXT NOT NULL,
+                direction TEXT NOT NULL DEFAULT 'internal',
+                caller_user TEXT,
+                callee_user TEXT,
+                caller_site TEXT,
+                callee_site TEXT,
+                started_at REAL NOT NULL,
+                answered_at REAL,
+                ended_at REAL,
+                duration REAL,
+                disposition TEXT NOT NULL DEFAULT 'open',
+                hangup_side TEXT,
+                hangup_cause TEXT,
+                caller_codec TEXT,
+                callee_codec TEXT
+            )""",
+            "CREATE INDEX call_records_started ON call_records(started_at)",
+            "CREATE INDEX call_records_open ON call_records(disposition) WHERE disposition = 'open'",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -13,7 +13,7 @@ from pbx.store.users import get_user
 
 from .conftest import make_binding
 
-ALL = ["m001_core", "m002_bindings", "m003_bans"]
+ALL = ["m001_core", "m002_bindings", "m003_bans", "m004_call_records"]
 
 
 def test_migrate_applies_everything_once(tmp_path: Path) -> None:

@@ -1,0 +1,136 @@
+"""Call records (CDR): one row per call, crash-safe.
+
+Owns the ``call_records`` table. The call layer writes a row when a call is answered, before
+the 200 OK goes to the caller (:func:`open_record`), and completes it when the call ends
+(:func:`close_record`); unanswered calls are written once, complete (:func:`add_record`).
+At start-up, :func:`close_interrupted` gives every row still open the disposition
+'interrupted', so a crash never loses an answered call. Must not import twisted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+from sqlite_utils import Database
+
+from pbx.store.errors import NotFound
+
+DISPOSITIONS = ("open", "answered", "busy", "no answer", "failed", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    call_id: str
+    caller: str
+    dialled: str
+    started_at: float
+    caller_name: str = ""
+    callee: str = ""
+    direction: str = "internal"
+    caller_user: str | None = None
+    callee_user: str | None = None
+    caller_site: str | None = None
+    callee_site: str | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    duration: float | None = None
+    disposition: str = "open"
+    hangup_side: str | None = None
+    hangup_cause: str | None = None
+    caller_codec: str | None = None
+    callee_codec: str | None = None
+    id: int | None = None
+
+
+_FIELDS = [f.name for f in fields(CallRecord) if f.name != "id"]
+_INSERT = (
+    f"INSERT INTO call_records ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})"
+)
+_SELECT = f"SELECT {', '.join(_FIELDS)}, id FROM call_records"
+
+
+def _check(record: CallRecord) -> None:
+    if record.disposition not in DISPOSITIONS:
+        raise ValueError(f"unknown disposition {record.disposition!r}")
+
+
+def open_record(db: Database, record: CallRecord) -> int:
+    """Insert the row of an answered call (disposition 'open'); returns its id."""
+    if record.answered_at is None:
+        raise ValueError("an open record needs answered_at")
+    record = _replace(record, disposition="open")
+    cursor = db.conn.execute(_INSERT, astuple(record)[:-1])
+    return int(cursor.lastrowid or 0)
+
+
+def add_record(db: Database, record: CallRecord) -> int:
+    """Insert the complete row of a call that ended (answered or not)."""
+    _check(record)
+    if record.disposition == "open":
+        raise ValueError("use open_record for calls in progress")
+    cursor = db.conn.execute(_INSERT, astuple(record)[:-1])
+    return int(cursor.lastrowid or 0)
+
+
+def close_record(
+    db: Database,
+    call_id: str,
+    *,
+    ended_at: float,
+    disposition: str = "answered",
+    hangup_side: str | None = None,
+    hangup_cause: str | None = None,
+) -> None:
+    """Complete the open row of ``call_id`` (duration from answer to end)."""
+    if disposition not in DISPOSITIONS or disposition == "open":
+        raise ValueError(f"bad final disposition {disposition!r}")
+    cursor = db.conn.execute(
+        "UPDATE call_records SET ended_at = ?, duration = MAX(0, ? - answered_at), "
+        "disposition = ?, hangup_side = ?, hangup_cause = ? "
+        "WHERE call_id = ? AND disposition = 'open'",
+        (ended_at, ended_at, disposition, hangup_side, hangup_cause, call_id),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no open call record {call_id}")
+
+
+def close_interrupted(db: Database, now: float) -> int:
+    """Start-up: every row still open was cut by a crash or kill; returns how many."""
+    cursor = db.conn.execute(
+        "UPDATE call_records SET disposition = 'interrupted', ended_at = ?, "
+        "duration = MAX(0, ? - answered_at), hangup_cause = 'server restart' "
+        "WHERE disposition = 'open'",
+        (now, now),
+    )
+    return int(cursor.rowcount)
+
+
+def recent(db: Database, limit: int = 50, *, disposition: str | None = None) -> list[CallRecord]:
+    """Newest first."""
+    sql = _SELECT
+    params: list[Any] = []
+    if disposition is not None:
+        sql += " WHERE disposition = ?"
+        params.append(disposition)
+    sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+    params.append(limit)
+    return [CallRecord(*row) for row in db.execute(sql, params).fetchall()]
+
+
+def as_csv(records: list[CallRecord]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", *_FIELDS])
+    for record in records:
+        values: list[Any] = list(astuple(record))
+        writer.writerow([values[-1], *values[:-1]])
+    return out.getvalue()
+
+
+def _replace(record: CallRecord, **changes: Any) -> CallRecord:
+    data = {f.name: getattr(record, f.name) for f in fields(CallRecord)}
+    data.update(changes)
+    return CallRecord(**data)
