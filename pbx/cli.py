@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _data_arg(status)
 
+    records = sub.add_parser("cdr", help="recent call records")
+    records.add_argument("--limit", type=int, default=50, help="how many (newest first)")
+    records.add_argument("--csv", action="store_true", help="CSV with every field")
+    _data_arg(records)
+
     ban = sub.add_parser("ban", help="list or lift address bans")
     ban_sub = ban.add_subparsers(dest="ban_command", required=True)
     _data_arg(ban_sub.add_parser("list", help="active bans"))

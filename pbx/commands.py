@@ -25,7 +25,7 @@ from pbx.credentials import (
     hash_admin_password,
     make_credentials,
 )
-from pbx.store import admins, audit, bans, registrations, users
+from pbx.store import admins, audit, bans, cdr, registrations, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.errors import AlreadyExists, NotFound
@@ -348,6 +348,25 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def call_records(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    store = open_store(data_dir(args))
+    try:
+        rows = store.read(cdr.recent, args.limit)
+    finally:
+        store.close()
+    if args.csv:
+        sys.stdout.write(cdr.as_csv(rows))
+        return 0
+    print(f"{'START':<19} {'FROM':<10} {'TO':<12} {'DISPOSITION':<12} {'DURATION':>8}")
+    for row in rows:
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.started_at))
+        duration = f"{row.duration:.0f}s" if row.duration is not None else "-"
+        print(f"{start:<19} {row.caller:<10} {row.dialled:<12} {row.disposition:<12} {duration:>8}")
+    return 0
+
+
 def ban_list(args: argparse.Namespace) -> int:
     store = open_store(data_dir(args))
     now = time.time()
@@ -458,5 +477,7 @@ HANDLERS = {
 def run(args: argparse.Namespace) -> int:
     if args.command == "status":
         return status(args)
+    if args.command == "cdr":
+        return call_records(args)
     sub = getattr(args, f"{args.command}_command")
     return HANDLERS[(args.command, sub)](args)

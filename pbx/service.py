@@ -34,8 +34,8 @@ from pbx.sip.stack import ALLOWED_METHODS, Stack, StackOptions
 from pbx.sip.transaction import TimerConfig
 from pbx.sip.transport import Transports
 from pbx.store import bans as store_bans
+from pbx.store import cdr, registrations
 from pbx.store import credentials as store_credentials
-from pbx.store import registrations
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
 
@@ -140,6 +140,11 @@ class PbxServer:
         now = time.time()
         self._rehash_for_realm()
         self.store.write(registrations.purge_expired, now)
+        interrupted = self.store.write(cdr.close_interrupted, now)
+        if interrupted:
+            log.warning(
+                "%d call(s) were cut by the last stop: recorded as interrupted", interrupted
+            )
         self.guard.load(_to_guard(b) for b in self.store.read(store_bans.active_bans, now))
         bind = config.sip.bind
         transports = config.sip.transports

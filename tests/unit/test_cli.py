@@ -204,3 +204,19 @@ def test_wheel_carries_config_templates_and_firmware(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert found.stdout.strip() == str(target / "pbx_data")
+
+
+def test_cdr_lists_records_and_exports_csv(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert pbx("db", "migrate", data=data).returncode == 0
+    with sqlite3.connect(data / "pbx.sqlite") as db:
+        db.execute(
+            "INSERT INTO call_records (call_id, caller, dialled, started_at, answered_at, "
+            "ended_at, duration, disposition) VALUES ('c1', '1001', '1002', 10, 12, 42, 30, "
+            "'answered')"
+        )
+    table = pbx("cdr", data=data)
+    assert "1001" in table.stdout and "answered" in table.stdout and "30s" in table.stdout
+    exported = pbx("cdr", "--csv", data=data).stdout.splitlines()
+    assert exported[0].startswith("id,call_id,caller") and ",c1,1001,1002," in exported[1]
+    assert pbx("cdr", "--limit", "0", data=data).returncode == 1
