@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands_error() as exc:
         print(f"pbx: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 def commands_error() -> type[Exception]:

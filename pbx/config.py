@@ -83,6 +83,13 @@ class GuardConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsConfig:
+    no_answer_timeout: float = 30.0
+    max_duration: float = 14400.0
+    media_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -97,6 +104,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data_dir: Path = Path("data")
 
@@ -113,6 +121,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "registrar": RegistrarConfig,
     "guard": GuardConfig,
+    "calls": CallsConfig,
     "log": LogConfig,
 }
 
@@ -210,6 +219,9 @@ def _validate(config: Config) -> None:
         or len(set(algorithms)) != len(algorithms)
     ):
         raise ConfigError('auth.algorithms: use "SHA-256" and/or "MD5", each once')
+    for key in ("no_answer_timeout", "max_duration", "media_timeout"):
+        if getattr(config.calls, key) <= 0:
+            raise ConfigError(f"calls.{key}: must be positive")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level: unknown level {config.log.level!r}")
 

@@ -18,10 +18,12 @@ from twisted.internet import defer, ssl, task
 from twisted.python.failure import Failure
 
 from pbx import __version__
+from pbx.calls.switch import Switch
 from pbx.certs import ensure_tls_files
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
 from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
+from pbx.media.relay import PortPool
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
 from pbx.sip.client import ClientTransactions
@@ -34,7 +36,7 @@ from pbx.sip.stack import ALLOWED_METHODS, Stack, StackOptions
 from pbx.sip.transaction import TimerConfig
 from pbx.sip.transport import Transports
 from pbx.store import bans as store_bans
-from pbx.store import cdr, registrations
+from pbx.store import cdr, registrations, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
@@ -124,6 +126,22 @@ class PbxServer:
         )
         self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
         self.stack.sink = self.methods
+        self.ports = PortPool(reactor, config.rtp.port_min, config.rtp.port_max, sip.bind)
+        calls = config.calls
+        self.switch = Switch(
+            reactor,
+            self.client,
+            self.ports,
+            self._lookup_callee,
+            self._call_record,
+            t1=sip.t1,
+            no_answer=calls.no_answer_timeout,
+            max_duration=calls.max_duration,
+            media_timeout=calls.media_timeout,
+        )
+        self.methods.register("INVITE", self.switch.on_invite)
+        self.methods.in_dialog = self.switch.handle_in_dialog
+        self.stack.on_ack = self.switch.on_ack
         self.loop_lag = LoopLagMonitor(reactor)
         self.gc_pauses = GcPauseMonitor()
         self.status_file = StatusFile(
@@ -160,6 +178,7 @@ class PbxServer:
                 str(files.private_key), str(files.certificate)
             )
             self.transports.listen_stream("TLS", bind, config.tls_port, context)
+        self.switch.start()
         self.loop_lag.start()
         self.gc_pauses.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
@@ -189,6 +208,7 @@ class PbxServer:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
+        self.switch.stop()
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -230,6 +250,23 @@ class PbxServer:
         return as_deferred(
             self.store.write_async(registrations.apply_register, extension, **changes), self.reactor
         )
+
+    def _lookup_callee(self, extension: str) -> defer.Deferred[Any]:
+        """(extension exists, its active bindings) from a reader thread."""
+
+        def read(db: Any) -> tuple[bool, list[Any]]:
+            if users.get_user(db, extension) is None:
+                return False, []
+            return True, registrations.list_bindings(db, now=time.time(), extension=extension)
+
+        return as_deferred(self.store.read_async(read), self.reactor)
+
+    def _call_record(self, kind: str, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+        """Write a call record: 'open' at answer, 'close' at the end, 'add' for unanswered."""
+        function: Any = {"open": cdr.open_record, "close": cdr.close_record, "add": cdr.add_record}[
+            kind
+        ]
+        return as_deferred(self.store.write_async(function, *args, **kwargs), self.reactor)
 
     def _persist_ban(self, ban: GuardBan) -> None:
         stored = store_bans.Ban(
@@ -287,6 +324,8 @@ class PbxServer:
             "connections": self.transports.connection_count(),
             "messages": dict(self.stack.stats),
             "bans": len(self.guard.active_bans()),
+            "calls": self.switch.active_calls(),
+            "media_ports_free": self.ports.available,
             "loop_lag": self.loop_lag.snapshot(),
             "gc": self.gc_pauses.snapshot(),
         }

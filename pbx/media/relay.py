@@ -110,7 +110,10 @@ class MediaLeg:
         return self._silent_checks * StreamWatch.interval >= self.relatch_after
 
     def observe(self) -> int:
-        """Called by StreamWatch: returns for how many checks in a row no RTP arrived."""
+        """Called by StreamWatch: returns for how many checks in a row no RTP arrived (0 while
+        none has arrived at all: a call without media is not a dead call)."""
+        if self.rtp.received == 0:
+            return 0
         if self.rtp.received == self._last_received:
             self._silent_checks += 1
         else:

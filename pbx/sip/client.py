@@ -118,6 +118,10 @@ class ClientTransactions:
         self._pending[cancel_outgoing.key] = cancel_outgoing
         self._run(cancel_outgoing, machine.start())
 
+    def local_address(self, target: Address) -> tuple[str, int]:
+        """Our address as ``target`` sees it (for Via and Contact)."""
+        return self._local_address(target)
+
     @property
     def count(self) -> int:
         return len(self._pending)

@@ -31,6 +31,7 @@ class Methods:
         self._register = register
         self._allowed = allowed
         self._authenticated: dict[str, Route] = {}
+        self.in_dialog: Callable[[IncomingRequest], bool] | None = None
 
     def register(self, method: str, route: Route) -> None:
         """Route authenticated requests of ``method`` to ``route(incoming, username)``."""
@@ -38,6 +39,11 @@ class Methods:
 
     def handle_request(self, incoming: IncomingRequest) -> None:
         method = incoming.request.method
+        if incoming.request.to.tag and method not in ("REGISTER", "OPTIONS"):
+            # RFC 3261 §12.2.2: in-dialog requests are matched to their dialog, not challenged
+            if self.in_dialog is None or not self.in_dialog(incoming):
+                incoming.respond(481)
+            return
         if method == "REGISTER":
             self._register(incoming)
         elif method == "OPTIONS":

@@ -72,7 +72,7 @@ class StackOptions:
 class IncomingRequest:
     """A new request and its server transaction, as the transaction user sees it."""
 
-    __slots__ = ("request", "source", "_stack", "_txn", "to_tag", "final_sent")
+    __slots__ = ("request", "source", "_stack", "_txn", "to_tag", "final_sent", "on_cancel")
 
     def __init__(self, stack: Stack, request: Request, source: Source, txn: Any) -> None:
         self.request = request
@@ -81,6 +81,8 @@ class IncomingRequest:
         self._txn = txn
         self.to_tag = new_tag()
         self.final_sent = False
+        # set by a TU that must clean up when the caller CANCELs (it then sends the 487 itself)
+        self.on_cancel: Callable[[], None] | None = None
 
     def response(
         self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
@@ -106,6 +108,10 @@ class IncomingRequest:
             return
         if resp.status >= 200:
             self.final_sent = True
+        self._stack.send_response(self._txn, resp)
+
+    def retransmit(self, resp: Response) -> None:
+        """Send a 2xx again (RFC 3261 §13.3.1.4: the TU retransmits it until the ACK)."""
         self._stack.send_response(self._txn, resp)
 
     @property
@@ -312,7 +318,10 @@ class Stack:
         resp = make_response(request, 481 if entry is None else 200, to_tag=to_tag)
         self._send_stateless(resp, source)
         if pending is not None and not pending.final_sent:
-            pending.respond(487)
+            if pending.on_cancel is not None:
+                pending.on_cancel()
+            if not pending.final_sent:
+                pending.respond(487)
 
     def _receive_response(self, response: Response, source: Source) -> None:
         if self.client is not None and self.client.receive_response(response, source):

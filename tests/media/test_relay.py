@@ -104,9 +104,12 @@ def test_stream_watch_reports_a_leg_whose_rtp_stopped() -> None:
     stopped: list[str] = []
     watch = StreamWatch(clock, timeout=6.0, on_timeout=lambda leg: stopped.append(leg.name))
     a, b, _, _ = legs()
+    silent = MediaLeg("never-sent")  # a call without media is not a dead call
     watch.add(a)
     watch.add(b)
+    watch.add(silent)
     watch.start()
+    b.rtp.datagramReceived(b"x", ("127.0.0.20", 6000))
     for _ in range(5):
         a.rtp.datagramReceived(b"x", ("127.0.0.10", 4000))
         clock.advance(2.0)

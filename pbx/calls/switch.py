@@ -1,0 +1,473 @@
+"""The B2BUA core: calls between extensions.
+
+An authenticated INVITE from a phone becomes a :class:`pbx.calls.model.Call` with an inbound
+leg (the caller) and one outbound leg per registered contact of the dialled extension
+(parallel forking). The switch:
+
+- answers 404 for an unknown number and 480 for an extension with no registered contact;
+- anchors media: each side gets its own RTP/RTCP port pair (pbx.media.relay) and SDP rewritten
+  to point at it (pbx.calls.anchor); the offer goes to the callees unchanged otherwise, so the
+  codec they pick is one the caller offered and packets are relayed untouched;
+- relays 180 (and 183 with early media) to the caller once;
+- takes the first 2xx, CANCELs the other forks, commits the call record, then sends the 200 OK
+  to the caller (so a crash never loses an answered call) and bridges the media;
+- answers 486 when every fork is busy, 480 after the no-answer time, the best failure otherwise;
+- handles CANCEL from the caller, BYE from either side, a missing ACK and a stream that stops.
+
+In-dialog requests are matched by dialog id (:meth:`Switch.handle_in_dialog`) before any
+authentication; an unknown dialog gets 481.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+
+from pbx.calls import anchor
+from pbx.calls.model import Call, CallEnded, CallEvents, CallStarted, LegAnswered, LegState
+from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
+from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch, bridge, unbridge
+from pbx.sip.client import ClientTransactions
+from pbx.sip.dialog import dialog_id_of_request
+from pbx.sip.errors import SipError
+from pbx.sip.headers import NameAddr
+from pbx.sip.message import Headers, Request, Response, new_call_id, new_tag
+from pbx.sip.stack import IncomingRequest
+from pbx.sip.transport import Address, Source
+from pbx.sip.uri import SipUri, parse_uri
+from pbx.store.cdr import CallRecord
+from pbx.store.registrations import Binding
+
+log = logging.getLogger(__name__)
+
+Lookup = Callable[[str], "defer.Deferred[tuple[bool, list[Binding]]]"]
+Records = Callable[..., "defer.Deferred[Any]"]
+
+# failure statuses in order of preference when every fork failed (RFC 3261 §16.7 step 6 spirit)
+_BUSY = (486, 600)
+
+
+class Switch:
+    """Owns the active calls; runs on the reactor thread."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        client: ClientTransactions,
+        ports: PortPool,
+        lookup: Lookup,
+        records: Records,
+        *,
+        t1: float = 0.5,
+        no_answer: float = 30.0,
+        max_duration: float = 4 * 3600.0,
+        media_timeout: float = 60.0,
+        events: CallEvents | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._client = client
+        self._ports = ports
+        self._lookup = lookup
+        self._records = records
+        self._t1 = t1
+        self.no_answer = no_answer
+        self.max_duration = max_duration
+        self.events = events or CallEvents()
+        self.calls: dict[str, Call] = {}
+        self._dialogs: dict[tuple[str, str, str], SipLeg] = {}
+        self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
+
+    def start(self) -> None:
+        self._watch.start()
+
+    def stop(self) -> None:
+        self._watch.stop()
+        for call in list(self.calls.values()):
+            self._end_call(call, "interrupted", "server stopping")
+
+    # -- new calls -------------------------------------------------------------------------
+
+    def on_invite(self, incoming: IncomingRequest, username: str) -> None:
+        request = incoming.request
+        if request.to.tag:
+            incoming.respond(481)  # an in-dialog INVITE we do not know (re-INVITE of a dead call)
+            return
+        uri = request.uri
+        dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
+        if not dialled:
+            incoming.respond(404, "No Number Dialled")
+            return
+        d = self._lookup(dialled)
+        d.addCallback(self._route, incoming, username, dialled)
+        d.addErrback(self._failed, incoming)
+
+    def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
+        log.error("[%s] call set-up failed: %s", incoming.call_id, failure.getTraceback())
+        if not incoming.final_sent:
+            incoming.respond(500)
+
+    def _route(
+        self,
+        found: tuple[bool, list[Binding]],
+        incoming: IncomingRequest,
+        caller: str,
+        dialled: str,
+    ) -> None:
+        exists, bindings = found
+        if not exists:
+            incoming.respond(404, f"No Such Number {dialled}"[:60])
+            return
+        if not bindings:
+            incoming.respond(480, "Not Registered")
+            return
+        request = incoming.request
+        call = Call(
+            call_id=request.call_id,
+            caller=caller,
+            dialled=dialled,
+            caller_name=request.from_.display_name or "",
+        )
+        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
+        inbound.on_ended = self._leg_ended
+        call.add(inbound)
+        try:
+            inbound_media = self._open_media(call, "A")
+            outbound_media = self._open_media(call, "B")
+        except NoPortsAvailable:
+            self._close_media(call)
+            incoming.respond(503, "No Media Ports")
+            return
+        remote = anchor.remote(request.body)
+        if remote is not None:
+            inbound_media.set_remote(*remote)
+        offer = anchor.rewrite(request.body, self._media_host(inbound.target), outbound_media)
+        self.calls[call.call_id] = call
+        incoming.on_cancel = lambda: self._caller_cancelled(call)
+        self.events.publish(CallStarted(call.call_id, "A", time.time(), caller, dialled))
+        for index, binding in enumerate(bindings):
+            leg = self._fork(call, binding, index, offer)
+            leg.start()
+        call.extra["no_answer"] = self._reactor.callLater(self.no_answer, self._no_answer, call)
+
+    def _fork(self, call: Call, binding: Binding, index: int, offer: bytes) -> OutboundLeg:
+        target = Address(binding.transport, binding.source_host, binding.source_port)
+        host, port = self._client.local_address(target)
+        inbound = call.legs[0]
+        assert isinstance(inbound, InboundLeg)
+        caller_request = inbound.incoming.request
+        display = caller_request.from_.display_name
+        identity = NameAddr(parse_uri(f"sip:{call.caller}@{host}"), display)
+        headers = Headers()
+        for path in binding.path:
+            headers.add("Route", path)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(identity.with_param("tag", new_tag())))
+        headers.add("To", str(NameAddr(parse_uri(f"sip:{call.dialled}@{host}"))))
+        headers.add("Call-ID", new_call_id())
+        headers.add("CSeq", "1 INVITE")
+        suffix = "" if target.transport == "UDP" else f";transport={target.transport.lower()}"
+        headers.add("Contact", f"<sip:pbx@{host}:{port}{suffix}>")
+        headers.add("P-Asserted-Identity", str(identity))
+        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
+        if offer:
+            headers.add("Content-Type", "application/sdp")
+        request = Request("INVITE", parse_uri(binding.contact), headers, offer)
+        leg = OutboundLeg(
+            f"B{index + 1}", call.dialled, request, target, self._client, self._fork_response
+        )
+        leg.on_ended = self._leg_ended
+        call.add(leg)
+        return leg
+
+    # -- responses from the forks ----------------------------------------------------------
+
+    def _fork_response(self, leg: OutboundLeg, response: Response) -> None:
+        call = leg.call
+        if call is None or call.call_id not in self.calls:
+            return
+        inbound = call.legs[0]
+        assert isinstance(inbound, InboundLeg)
+        status = response.status
+        if 100 < status < 200:
+            if response.body and status == 183:
+                self._early_media(call, inbound, response.body)
+            elif not inbound.ringing_sent:
+                inbound.ring(180)
+            return
+        if 200 <= status < 300:
+            if call.answered_at is None and inbound.state is not LegState.ENDED:
+                self._answered(call, inbound, leg)
+            return
+        if all(isinstance(o, OutboundLeg) and o.ended for o in call.legs[1:]):
+            if call.answered_at is None:
+                statuses = call.extra.setdefault("statuses", [])
+                statuses.append(status)
+                self._all_failed(call, inbound)
+        else:
+            call.extra.setdefault("statuses", []).append(status)
+
+    def _early_media(self, call: Call, inbound: InboundLeg, body: bytes) -> None:
+        media_a, media_b = call.extra["media"]["A"], call.extra["media"]["B"]
+        remote = anchor.remote(body)
+        if remote is not None:
+            media_b.set_remote(*remote)
+        bridge(media_a, media_b)
+        inbound.ring(183, anchor.rewrite(body, self._media_host(inbound.target), media_a))
+
+    def _answered(self, call: Call, inbound: InboundLeg, winner: OutboundLeg) -> None:
+        now = time.time()
+        call.answered_at = now
+        self._cancel_timer(call, "no_answer")
+        for other in call.legs[1:]:
+            if other is not winner and isinstance(other, OutboundLeg):
+                other.cancel()
+        if winner.dialog is not None:
+            self._dialogs[winner.dialog.dialog_id] = winner
+        media_a, media_b = call.extra["media"]["A"], call.extra["media"]["B"]
+        remote = anchor.remote(winner.answer_body)
+        if remote is not None:
+            media_b.set_remote(*remote)
+        winner.codec = inbound.codec = anchor.codec(winner.answer_body)
+        answer = anchor.rewrite(winner.answer_body, self._media_host(inbound.target), media_a)
+        record = CallRecord(
+            call_id=call.call_id,
+            caller=call.caller,
+            dialled=call.dialled,
+            callee=winner.party,
+            caller_name=call.caller_name,
+            caller_user=call.caller,
+            callee_user=winner.party,
+            started_at=call.started_at,
+            answered_at=now,
+            caller_codec=inbound.codec,
+            callee_codec=winner.codec,
+        )
+        d = self._records("open", record)
+
+        def committed(_: Any) -> None:
+            if call.call_id not in self.calls:
+                return  # ended meanwhile (its record was completed by _finish)
+            if inbound.ended or winner.ended:
+                self._end_call(call, "cancelled", "ended during answer")
+                return
+            inbound.answer(answer)
+            if inbound.dialog is not None:
+                self._dialogs[inbound.dialog.dialog_id] = inbound
+            bridge(media_a, media_b)
+            self.events.publish(LegAnswered(call.call_id, winner.name, time.time(), winner.codec))
+            call.extra["max_duration"] = self._reactor.callLater(
+                self.max_duration, self._end_call, call, "max duration", "maximum call duration"
+            )
+
+        def not_written(failure: Any) -> None:
+            log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
+            self._end_call(call, "failed", "500")
+
+        d.addCallback(committed)
+        d.addErrback(not_written)
+
+    def _all_failed(self, call: Call, inbound: InboundLeg) -> None:
+        statuses: list[int] = call.extra.get("statuses", [])
+        if any(s in _BUSY for s in statuses):
+            status = 486
+        elif statuses:
+            status = min(statuses, key=lambda s: (s // 100 != 4, s))
+        else:
+            status = 480
+        disposition = "busy" if status == 486 else "failed"
+        inbound.reject(status)
+        self._finish(call, disposition, str(status), side="callee")
+
+    def _no_answer(self, call: Call) -> None:
+        call.extra.pop("no_answer", None)
+        if call.answered_at is not None or call.call_id not in self.calls:
+            return
+        for leg in call.legs[1:]:
+            leg.hang_up("no answer")
+        inbound = call.legs[0]
+        assert isinstance(inbound, InboundLeg)
+        inbound.reject(480, "No Answer")
+        self._finish(call, "no answer", "480", side="callee")
+
+    def _caller_cancelled(self, call: Call) -> None:
+        inbound = call.legs[0]
+        if inbound.state in (LegState.ANSWERED, LegState.CONFIRMED):
+            return  # too late: the 200 OK went out first (RFC 3261 §9.2)
+        for leg in call.legs[1:]:
+            leg.hang_up("cancel")
+        assert isinstance(inbound, InboundLeg)
+        inbound.reject(487)
+        self._finish(call, "cancelled", "CANCEL", side="caller")
+
+    # -- in-dialog requests ------------------------------------------------------------------
+
+    def handle_in_dialog(self, incoming: IncomingRequest) -> bool:
+        """BYE/re-INVITE/INFO/UPDATE of a known dialog; False if none matches."""
+        leg = self._dialogs.get(dialog_id_of_request(incoming.request))
+        if leg is None or leg.dialog is None:
+            log.debug(
+                "[%s] no dialog %s (known: %s)",
+                incoming.call_id,
+                dialog_id_of_request(incoming.request),
+                list(self._dialogs),
+            )
+            return False
+        request = incoming.request
+        try:
+            leg.dialog.receive_request(request)
+        except SipError as exc:
+            incoming.respond(exc.status, exc.reason)
+            return True
+        if request.method == "BYE":
+            incoming.respond(200)
+            call = leg.call
+            leg.move(LegState.ENDED) if not leg.ended else None
+            if call is not None:
+                side = "caller" if leg is call.legs[0] else "callee"
+                self._end_call(call, "answered", "BYE", side=side)
+            return True
+        if request.method in ("INFO", "UPDATE", "NOTIFY", "OPTIONS"):
+            incoming.respond(200)
+            return True
+        if request.method == "INVITE":
+            # re-INVITE (hold, media change): answer with our current anchored SDP; the media
+            # path does not change because pbx anchors it
+            call = leg.call
+            media = call.extra["media"]["A" if leg is call.legs[0] else "B"] if call else None
+            remote = anchor.remote(request.body)
+            if media is not None and remote is not None:
+                media.set_remote(*remote)
+            body = (
+                anchor.rewrite(request.body, self._media_host(leg.target), media) if media else b""
+            )
+            response = incoming.response(200)
+            host, port = self._client.local_address(leg.target)
+            response.headers.add("Contact", f"<sip:pbx@{host}:{port}>")
+            if body:
+                response.headers.add("Content-Type", "application/sdp")
+                response.body = body
+            incoming.send(response)
+            return True
+        incoming.respond(405)
+        return True
+
+    def on_ack(self, request: Request, source: Source) -> None:
+        leg = self._dialogs.get(dialog_id_of_request(request))
+        if isinstance(leg, InboundLeg):
+            leg.acked()
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def _leg_ended(self, leg: SipLeg, cause: str) -> None:
+        call = leg.call
+        if call is None or call.call_id not in self.calls:
+            return
+        if cause == "no ACK":
+            self._end_call(call, "answered", "no ACK", side="caller")
+
+    def _media_stopped(self, media: MediaLeg) -> None:
+        call = self.calls.get(media.name.split("/")[0])
+        if call is not None and call.answered_at is not None:
+            self._end_call(call, "answered", "media timeout", side="network")
+
+    def _end_call(self, call: Call, disposition: str, cause: str, side: str = "pbx") -> None:
+        if call.call_id not in self.calls:
+            return
+        for leg in call.legs:
+            if not leg.ended:
+                leg.hang_up(cause)
+        self._finish(call, disposition, cause, side)
+
+    def _finish(self, call: Call, disposition: str, cause: str, side: str) -> None:
+        if self.calls.pop(call.call_id, None) is None:
+            return
+        now = time.time()
+        call.ended_at = now
+        for name in ("no_answer", "max_duration"):
+            self._cancel_timer(call, name)
+        for leg in call.legs:
+            if isinstance(leg, SipLeg) and leg.dialog is not None:
+                self._dialogs.pop(leg.dialog.dialog_id, None)
+        self._close_media(call)
+        if call.answered_at is not None:
+            d = self._records(
+                "close",
+                call.call_id,
+                ended_at=now,
+                disposition=disposition,
+                hangup_side=side,
+                hangup_cause=cause,
+            )
+        else:
+            d = self._records(
+                "add",
+                CallRecord(
+                    call_id=call.call_id,
+                    caller=call.caller,
+                    dialled=call.dialled,
+                    caller_name=call.caller_name,
+                    caller_user=call.caller,
+                    started_at=call.started_at,
+                    ended_at=now,
+                    disposition=disposition,
+                    hangup_side=side,
+                    hangup_cause=cause,
+                ),
+            )
+        d.addErrback(
+            lambda f: log.error("[%s] record not completed: %s", call.call_id, f.getErrorMessage())
+        )
+        self.events.publish(CallEnded(call.call_id, "", now, disposition, cause))
+        log.info(
+            "[%s] %s -> %s ended: %s (%s)",
+            call.call_id,
+            call.caller,
+            call.dialled,
+            disposition,
+            cause,
+        )
+
+    # -- media -------------------------------------------------------------------------------
+
+    def _open_media(self, call: Call, side: str) -> MediaLeg:
+        media = MediaLeg(f"{call.call_id}/{side}")
+        self._ports.open(media)
+        call.extra.setdefault("media", {})[side] = media
+        self._watch.add(media) if side == "A" else None
+        return media
+
+    def _close_media(self, call: Call) -> None:
+        legs = call.extra.get("media", {})
+        if "A" in legs and "B" in legs:
+            unbridge(legs["A"], legs["B"])
+        for media in legs.values():
+            self._watch.discard(media)
+            self._ports.close(media)
+        legs.clear()
+
+    def _media_host(self, target: Address) -> str:
+        return self._client.local_address(target)[0]
+
+    def _cancel_timer(self, call: Call, name: str) -> None:
+        timer = call.extra.pop(name, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def active_calls(self) -> list[dict[str, Any]]:
+        """For ``pbx calls`` and the dashboard."""
+        now = time.time()
+        return [
+            {
+                "call_id": call.call_id,
+                "caller": call.caller,
+                "dialled": call.dialled,
+                "state": "answered" if call.answered_at else "ringing",
+                "duration": round(now - (call.answered_at or call.started_at), 1),
+                "codecs": sorted({leg.codec for leg in call.legs if leg.codec}),
+            }
+            for call in self.calls.values()
+        ]
