@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _data_arg(status)
 
+    active = sub.add_parser("calls", help="active calls of the running server")
+    active.add_argument("--json", action="store_true", help="machine-readable output")
+    _data_arg(active)
+
     records = sub.add_parser("cdr", help="recent call records")
     records.add_argument("--limit", type=int, default=50, help="how many (newest first)")
     records.add_argument("--csv", action="store_true", help="CSV with every field")

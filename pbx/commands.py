@@ -348,6 +348,25 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def active_calls(args: argparse.Namespace) -> int:
+    live = read_status_file(data_dir(args))
+    if live is None:
+        raise CommandError("the server is not running")
+    calls = live.get("calls", [])
+    if args.json:
+        json.dump(calls, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{'FROM':<10} {'TO':<12} {'STATE':<9} {'DURATION':>8}  CODECS")
+    for call in calls:
+        print(
+            f"{call['caller']:<10} {call['dialled']:<12} {call['state']:<9} "
+            f"{call['duration']:>7.0f}s  {','.join(call['codecs'])}"
+        )
+    print(f"{len(calls)} active call(s)")
+    return 0
+
+
 def call_records(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
@@ -479,5 +498,7 @@ def run(args: argparse.Namespace) -> int:
         return status(args)
     if args.command == "cdr":
         return call_records(args)
+    if args.command == "calls":
+        return active_calls(args)
     sub = getattr(args, f"{args.command}_command")
     return HANDLERS[(args.command, sub)](args)
