@@ -185,13 +185,19 @@ def response_p99(row: dict[str, str]) -> tuple[float | None, str]:
     return None, "-"
 
 
-def _watch(proc: subprocess.Popen[bytes], port: int, until: float, drops: int) -> int:
-    """Poll until ``until`` (monotonic) or SIPp's exit; the highest drop count of its socket
-    seen (the socket, and its counter, go away with SIPp)."""
-    while proc.poll() is None and time.monotonic() < until:
-        drops = max(drops, udp_port_drops(port))
-        time.sleep(0.25)
-    return drops
+@dataclass(slots=True)
+class _SippWatch:
+    """What is read from SIPp's process while it lives (its /proc entries go away with it)."""
+
+    drops: int = 0  # highest drop count of its socket seen
+    cpu_s: float = 0.0  # its CPU time at the last look
+
+    def follow(self, proc: subprocess.Popen[bytes], port: int, until: float) -> None:
+        """Poll until ``until`` (monotonic) or SIPp's exit."""
+        while proc.poll() is None and time.monotonic() < until:
+            self.drops = max(self.drops, udp_port_drops(port))
+            self.cpu_s = max(self.cpu_s, cpu_seconds([proc.pid]))
+            time.sleep(0.25)
 
 
 def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> StepResult:
@@ -208,13 +214,13 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=load.workdir)
         try:
-            gen0 = cpu_seconds([proc.pid])
-            sipp_drops = _watch(proc, load.local_port, t0 + duration, 0)
+            sipp = _SippWatch()
+            sipp.follow(proc, load.local_port, t0 + duration)
             window = time.monotonic() - t0
             cpu_win = tree_cpu_seconds(server_pid) - cpu0
             core_win = core_busy_seconds(load.server_cpu) - core0
-            gen_win = cpu_seconds([proc.pid]) - gen0
-            sipp_drops = _watch(proc, load.local_port, t0 + timeout_s + 30, sipp_drops)
+            gen_win = sipp.cpu_s
+            sipp.follow(proc, load.local_port, t0 + timeout_s + 30)
         finally:
             rc = stop_process(proc)
         cpu_all = tree_cpu_seconds(server_pid) - cpu0
@@ -245,7 +251,7 @@ def run_step(load: SippLoad, rate: int, duration: float, server_pid: int) -> Ste
         gen_cpu_pct=round(100 * gen_win / window, 1),
         other_load_pct=round(max(0.0, 100 * (core_win - cpu_win) / window), 1),
         server_drops=srv_drops,
-        sipp_drops=sipp_drops,
+        sipp_drops=sipp.drops,
         wall_s=round(wall, 1),
         sipp_rc=rc,
         cpu_s_per_1k=round(1000 * cpu_all / ok, 4) if ok else None,
