@@ -120,12 +120,13 @@ class InboundLeg(SipLeg):
         if self.state is not LegState.ANSWERED or self._ok is None:
             return
         self._waited += self._interval
-        if self._waited >= 64 * self._t1:
+        give_up = 64 * self._t1  # §13.3.1.4: 64*T1 after the first 2xx, not after a full step
+        if self._waited >= give_up - 1e-6:
             log.info("[%s] no ACK for the 200 OK: ending the call", self.incoming.call_id)
             self.hang_up("no ACK")
             return
         self.incoming.retransmit(self._ok)
-        self._interval = min(self._interval * 2, 4.0)
+        self._interval = min(self._interval * 2, 4.0, give_up - self._waited)
         self._retransmit = self._reactor.callLater(self._interval, self._resend_ok)
 
     def acked(self) -> None:

@@ -118,11 +118,32 @@ class Switch:
         dialled: str,
     ) -> None:
         exists, bindings = found
-        if not exists:
-            incoming.respond(404, f"No Such Number {dialled}"[:60])
-            return
-        if not bindings:
-            incoming.respond(480, "Not Registered")
+        if not exists or not bindings:
+            # every call leaves a record: a missed call to a phone that is not registered, or
+            # a number that does not exist
+            status, reason = (404, "No Such Number") if not exists else (480, "Not Registered")
+            incoming.respond(status, reason)
+            request = incoming.request
+            now = time.time()
+            record = CallRecord(
+                call_id=request.call_id,
+                caller=caller,
+                dialled=dialled,
+                callee=dialled if exists else "",
+                caller_name=request.from_.display_name or "",
+                caller_user=caller,
+                callee_user=dialled if exists else None,
+                started_at=now,
+                ended_at=now,
+                disposition="failed",
+                hangup_side="pbx",
+                hangup_cause=str(status),
+            )
+            self._records("add", record).addErrback(
+                lambda f: log.error(
+                    "[%s] record not written: %s", request.call_id, f.getErrorMessage()
+                )
+            )
             return
         request = incoming.request
         call = Call(
