@@ -6,6 +6,9 @@ connection (``len:{json},``; commands ``{"command","params","token"}``, answers
 ``{"response":true,"ok":..,"data":..,"token":..}``, events ``{"event":true,"class","type",
 "accountaor","param",..}``), and the verbs register / wait_registered / dial / accept / hangup /
 wait_event / quit. Audio source is ``aufile`` (a generated 8 kHz tone wav), sink ``aubridge``.
+``extra_modules`` load before the accounts (so a codec module such as g722.so or opus.so can be
+named in an account's ``audio_codecs``); ``extra_config`` adds config lines, e.g. ``snd_path``
+for the ``sndfile.so`` module, which records dump-*-enc.wav / dump-*-dec.wav per call.
 
 baresip must run inside a private network namespace (harness.netns): outside one it puts the
 host's eth0 address into SDP (shared/design/dependencies.md 4.10). start() refuses to run
@@ -146,6 +149,9 @@ class Baresip:
             ("module", "g711.so"),
             ("module", "aubridge.so"),
             ("module", "aufile.so"),
+            # before account.so: the accounts' audio_codecs lists only match codecs already
+            # loaded (an unknown name is ignored and the account then offers every codec)
+            *[("module", m) for m in self.extra_modules],
             ("module_tmp", "account.so"),
             ("module_app", "menu.so"),
             ("module", "ctrl_tcp.so"),
@@ -153,7 +159,6 @@ class Baresip:
             ("rtp_ports", f"{low}-{high}"),
             ("dns_server", "127.0.0.1:53"),
         ]
-        entries += [("module", m) for m in self.extra_modules]
         if self.cafile is not None:
             entries.append(("sip_cafile", str(self.cafile)))
         if self.certificate is not None:
