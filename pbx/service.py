@@ -8,6 +8,7 @@ and the status file. ``pbx serve`` (pbx.cli) installs the reactor, then builds a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -64,18 +65,7 @@ class PbxServer:
         self._credentials: dict[str, tuple[float, Any]] = {}
         self._bindings = BindingCommits(self.store, reactor)
         self._loops: list[task.LoopingCall] = []
-        guard_cfg = config.guard
-        self.guard = Guard(
-            GuardConfig(
-                max_failures=guard_cfg.max_failures,
-                window=guard_cfg.window,
-                ban_time=guard_cfg.ban_time,
-                trusted_window=guard_cfg.trusted_window,
-                allowlist=guard_cfg.allowlist,
-                scanner_agents=guard_cfg.scanner_agents,
-            ),
-            time.time,
-        )
+        self.guard = Guard(GuardConfig(**dataclasses.asdict(config.guard)), time.time)
         self.authenticator = DigestAuthenticator(
             os.urandom(32),
             time.time,
