@@ -124,17 +124,17 @@ class Switch:
             status, reason = (404, "No Such Number") if not exists else (480, "Not Registered")
             incoming.respond(status, reason)
             request = incoming.request
-            now = time.time()
-            record = CallRecord(
+            missed = Call(
                 call_id=request.call_id,
                 caller=caller,
                 dialled=dialled,
-                callee=dialled if exists else "",
                 caller_name=request.from_.display_name or "",
-                caller_user=caller,
+            )
+            record = _record(
+                missed,
+                callee=dialled if exists else "",
                 callee_user=dialled if exists else None,
-                started_at=now,
-                ended_at=now,
+                ended_at=missed.started_at,
                 disposition="failed",
                 hangup_side="pbx",
                 hangup_cause=str(status),
@@ -254,15 +254,10 @@ class Switch:
             media_b.set_remote(*remote)
         winner.codec = inbound.codec = anchor.codec(winner.answer_body)
         answer = anchor.rewrite(winner.answer_body, self._media_host(inbound.target), media_a)
-        record = CallRecord(
-            call_id=call.call_id,
-            caller=call.caller,
-            dialled=call.dialled,
+        record = _record(
+            call,
             callee=winner.party,
-            caller_name=call.caller_name,
-            caller_user=call.caller,
             callee_user=winner.party,
-            started_at=call.started_at,
             answered_at=now,
             caller_codec=inbound.codec,
             callee_codec=winner.codec,
@@ -426,13 +421,8 @@ class Switch:
         else:
             d = self._records(
                 "add",
-                CallRecord(
-                    call_id=call.call_id,
-                    caller=call.caller,
-                    dialled=call.dialled,
-                    caller_name=call.caller_name,
-                    caller_user=call.caller,
-                    started_at=call.started_at,
+                _record(
+                    call,
                     ended_at=now,
                     disposition=disposition,
                     hangup_side=side,
@@ -492,3 +482,16 @@ class Switch:
             }
             for call in self.calls.values()
         ]
+
+
+def _record(call: Call, **fields: Any) -> CallRecord:
+    """The call record of ``call``: what every row has, plus ``fields``."""
+    return CallRecord(
+        call_id=call.call_id,
+        caller=call.caller,
+        dialled=call.dialled,
+        caller_name=call.caller_name,
+        caller_user=call.caller,
+        started_at=call.started_at,
+        **fields,
+    )
