@@ -152,10 +152,7 @@ class InboundLeg(SipLeg):
         super().hang_up(cause)
 
     def _add_contact(self, response: Response) -> None:
-        host, port = self.client.local_address(self.target)
-        transport = self.target.transport.lower()
-        suffix = "" if transport == "udp" else f";transport={transport}"
-        response.headers.add("Contact", f"<sip:pbx@{host}:{port}{suffix}>")
+        response.headers.add("Contact", self.client.contact(self.target))
 
 
 class OutboundLeg(SipLeg):

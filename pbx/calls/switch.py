@@ -176,7 +176,7 @@ class Switch:
 
     def _fork(self, call: Call, binding: Binding, index: int, offer: bytes) -> OutboundLeg:
         target = Address(binding.transport, binding.source_host, binding.source_port)
-        host, port = self._client.local_address(target)
+        host = self._media_host(target)
         inbound = call.legs[0]
         assert isinstance(inbound, InboundLeg)
         caller_request = inbound.incoming.request
@@ -190,8 +190,7 @@ class Switch:
         headers.add("To", str(NameAddr(parse_uri(f"sip:{call.dialled}@{host}"))))
         headers.add("Call-ID", new_call_id())
         headers.add("CSeq", "1 INVITE")
-        suffix = "" if target.transport == "UDP" else f";transport={target.transport.lower()}"
-        headers.add("Contact", f"<sip:pbx@{host}:{port}{suffix}>")
+        headers.add("Contact", self._client.contact(target))
         headers.add("P-Asserted-Identity", str(identity))
         headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
         if offer:
@@ -223,13 +222,9 @@ class Switch:
             if call.answered_at is None and inbound.state is not LegState.ENDED:
                 self._answered(call, inbound, leg)
             return
-        if all(isinstance(o, OutboundLeg) and o.ended for o in call.legs[1:]):
-            if call.answered_at is None:
-                statuses = call.extra.setdefault("statuses", [])
-                statuses.append(status)
-                self._all_failed(call, inbound)
-        else:
-            call.extra.setdefault("statuses", []).append(status)
+        call.extra.setdefault("statuses", []).append(status)
+        if call.answered_at is None and all(o.ended for o in call.legs[1:]):
+            self._all_failed(call, inbound)
 
     def _early_media(self, call: Call, inbound: InboundLeg, body: bytes) -> None:
         media_a, media_b = call.extra["media"]["A"], call.extra["media"]["B"]
@@ -341,7 +336,8 @@ class Switch:
         if request.method == "BYE":
             incoming.respond(200)
             call = leg.call
-            leg.move(LegState.ENDED) if not leg.ended else None
+            if not leg.ended:
+                leg.move(LegState.ENDED)
             if call is not None:
                 side = "caller" if leg is call.legs[0] else "callee"
                 self._end_call(call, "answered", "BYE", side=side)
@@ -361,8 +357,7 @@ class Switch:
                 anchor.rewrite(request.body, self._media_host(leg.target), media) if media else b""
             )
             response = incoming.response(200)
-            host, port = self._client.local_address(leg.target)
-            response.headers.add("Contact", f"<sip:pbx@{host}:{port}>")
+            response.headers.add("Contact", self._client.contact(leg.target))
             if body:
                 response.headers.add("Content-Type", "application/sdp")
                 response.body = body
@@ -448,7 +443,8 @@ class Switch:
         media = MediaLeg(f"{call.call_id}/{side}")
         self._ports.open(media)
         call.extra.setdefault("media", {})[side] = media
-        self._watch.add(media) if side == "A" else None
+        if side == "A":  # the caller's stream: a dead caller phone ends the call
+            self._watch.add(media)
         return media
 
     def _close_media(self, call: Call) -> None:

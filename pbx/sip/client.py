@@ -122,6 +122,13 @@ class ClientTransactions:
         """Our address as ``target`` sees it (for Via and Contact)."""
         return self._local_address(target)
 
+    def contact(self, target: Address) -> str:
+        """Our Contact value for a dialog with ``target`` (transport parameter unless UDP)."""
+        host, port = self._local_address(target)
+        shown = f"[{host}]" if ":" in host else host
+        suffix = "" if target.transport == "UDP" else f";transport={target.transport.lower()}"
+        return f"<sip:pbx@{shown}:{port}{suffix}>"
+
     @property
     def count(self) -> int:
         return len(self._pending)

@@ -32,6 +32,7 @@ CRLF = b"\r\n"
 # datagrams in one go, which shows up as loop lag). It always reads at least one datagram;
 # 1 kB is about two typical requests per turn, measured best for loop lag at 1,600 REGISTER/s.
 UDP_READ_BUDGET = 1024
+ROUTE_CACHE_SIZE = 4096  # destinations whose local route source is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class Transports:
         self._idle_timeout = idle_timeout
         self._udp: list[tuple[UdpEndpoint, Any]] = []
         self._streams: dict[str, list[tuple[StreamFactory, Any]]] = {"TCP": [], "TLS": []}
+        self._sources: dict[str, str] = {}
 
     def listen_udp(self, host: str, port: int) -> Address:
         endpoint = UdpEndpoint(self._sink, host or "0.0.0.0", port)
@@ -212,16 +214,28 @@ class Transports:
         chosen = candidates[0]
         host = chosen.host
         if host in ("0.0.0.0", "::", ""):
-            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-            probe = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                probe.connect((target.host, target.port))
-                host = probe.getsockname()[0]
-            except OSError:
-                host = "127.0.0.1"
-            finally:
-                probe.close()
+            host = self._route_source(target.host)
         return host, chosen.port
+
+    def _route_source(self, destination: str) -> str:
+        """The local address the kernel routes from towards ``destination`` (cached: a call
+        set-up asks several times, and each probe is three system calls)."""
+        cached = self._sources.get(destination)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ":" in destination else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.connect((destination, 9))
+            source = str(probe.getsockname()[0])
+        except OSError:
+            source = "127.0.0.1"
+        finally:
+            probe.close()
+        if len(self._sources) >= ROUTE_CACHE_SIZE:
+            self._sources.clear()
+        self._sources[destination] = source
+        return source
 
     def connection_count(self) -> int:
         return sum(len(f.connections) for items in self._streams.values() for f, _ in items)
