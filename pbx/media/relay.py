@@ -3,7 +3,9 @@
 A :class:`MediaLeg` owns one RTP and one RTCP socket (a pair from :class:`PortPool`) facing one
 phone. Packets are relayed to the other leg's phone as they are (no parsing on this path:
 one counter increment and one ``sendto`` per packet, which is what keeps a Python relay
-near the ~11 µs per packet a bare Twisted ``listenUDP`` relay costs here).
+near the ~11 µs per packet a bare Twisted ``listenUDP`` relay costs here). Legs that need work
+per packet set hooks on their sockets: ``unwrap``/``wrap`` (SRTP, pbx.media.srtp) and ``tap``
+(the transcoding bridge, pbx.media.transcode, which then sends with :meth:`RelaySocket.send`).
 
 Symmetric RTP with latching: the address from the SDP is a first guess; the first packet from
 the phone decides where its media really comes from (a phone behind NAT), and media for that
@@ -45,6 +47,13 @@ class RelaySocket(protocol.DatagramProtocol):
         self.remote: Address | None = None  # where this leg's phone is (latched or from SDP)
         self.latched = False
         self.peer: RelaySocket | None = None  # the same-kind socket of the other leg
+        # processing hooks, all None on the untouched path:
+        # unwrap: packet from this leg's phone -> plain packet, None to drop (SRTP unprotect)
+        # wrap: plain packet -> packet for this leg's phone (SRTP protect)
+        # tap: takes the plain packet instead of the peer (transcoding, DTMF interworking)
+        self.unwrap: Callable[[bytes], bytes | None] | None = None
+        self.wrap: Callable[[bytes], bytes] | None = None
+        self.tap: Callable[[bytes], None] | None = None
         self.received = 0
         self.forwarded = 0
         self.dropped = 0
@@ -55,8 +64,19 @@ class RelaySocket(protocol.DatagramProtocol):
                 self.dropped += 1
                 return
         self.received += 1
+        if self.unwrap is not None:
+            plain = self.unwrap(data)
+            if plain is None:
+                self.dropped += 1
+                return
+            data = plain
+        if self.tap is not None:
+            self.tap(data)
+            return
         peer = self.peer
         if peer is not None and peer.remote is not None:
+            if peer.wrap is not None:
+                data = peer.wrap(data)
             peer.transport.write(data, peer.remote)
             self.forwarded += 1
 
@@ -76,8 +96,11 @@ class RelaySocket(protocol.DatagramProtocol):
         return True
 
     def send(self, data: bytes) -> None:
-        """Send our own packet (played audio, generated DTMF) to this leg's phone."""
+        """Send our own plain packet (played audio, transcoded media, generated DTMF) to this
+        leg's phone, protected by ``wrap`` when the leg has one."""
         if self.remote is not None and self.transport is not None:
+            if self.wrap is not None:
+                data = self.wrap(data)
             self.transport.write(data, self.remote)
 
 
