@@ -5,6 +5,7 @@ Scripts, installers and tests rely on these forms, keep them stable::
     pbx serve [--data DIR] [--config FILE] [--bind ADDR] [--sip-port N] [--tls-port N]
               [--http-port N] [--rtp-ports LOW-HIGH]
     pbx user add EXT [--password PW] [--name NAME] [--contact URI]
+    pbx user set EXT [--call-waiting on|off] [--contact URI|none]
     pbx user list | show EXT | passwd EXT [--password PW] | del EXT
     pbx status [--json]
     pbx ban list | ban del ADDR
@@ -62,7 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("extension")
     add.add_argument("--password", help="SIP password (default: generate and print one)")
     add.add_argument("--name", default="", help="display name")
+    add.add_argument(
+        "--contact", metavar="URI", help="static contact sip:IP:PORT (phones that never register)"
+    )
     _data_arg(add)
+    user_set = user_sub.add_parser("set", help="change call waiting or the static contact")
+    user_set.add_argument("extension")
+    user_set.add_argument(
+        "--call-waiting", choices=("on", "off"), help="off: a second call gets busy (486)"
+    )
+    user_set.add_argument(
+        "--contact", metavar="URI", help="static contact sip:IP:PORT, or 'none' to remove it"
+    )
+    _data_arg(user_set)
     imp = user_sub.add_parser("import", help="add users from a CSV file (extension,password,name)")
     imp.add_argument(
         "file", help="CSV file; '-' reads standard input; empty passwords are generated"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx import config as config_module
+from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import (
     SecretBox,
     generate_admin_password,
@@ -80,6 +81,14 @@ def check_extension(extension: str) -> None:
         )
 
 
+def check_contact(text: str) -> str:
+    """A static contact URI as stored (sip:HOST:PORT, IP literal host) or CommandError."""
+    try:
+        return str(parse_static_contact(text))
+    except ValueError as exc:
+        raise CommandError(f"--contact: {exc}") from None
+
+
 def check_password(password: str) -> None:
     if len(password) < 8:
         raise CommandError("SIP passwords need at least 8 characters")
@@ -95,6 +104,7 @@ def user_add(args: argparse.Namespace) -> int:
     check_extension(args.extension)
     password = args.password or generate_sip_password()
     check_password(password)
+    contact = check_contact(args.contact) if getattr(args, "contact", None) else None
     store = open_store(directory, create=True)
     try:
         box = secret_box(directory)
@@ -102,15 +112,15 @@ def user_add(args: argparse.Namespace) -> int:
         creds = make_credentials(box, args.extension, realm(directory), password, now)
 
         def add(db: Any) -> Any:
-            user = users.add_user(db, args.extension, args.name or args.extension, now=now)
+            user = users.add_user(
+                db, args.extension, args.name or args.extension, now=now, static_contact=contact
+            )
             store_credentials.set_credentials(db, creds)
+            new = {"extension": args.extension, "name": user.display_name}
+            if contact:
+                new["contact"] = contact
             audit.record(
-                db,
-                actor=actor(),
-                action="user.add",
-                target=args.extension,
-                new={"extension": args.extension, "name": user.display_name},
-                at=now,
+                db, actor=actor(), action="user.add", target=args.extension, new=new, at=now
             )
             return user
 
@@ -227,6 +237,8 @@ def user_show(args: argparse.Namespace) -> int:
     print(f"auth user:    {user.extension}")
     print(f"password:     {password}")
     print(f"realm:        {creds.realm}")
+    print(f"call waiting: {'on' if user.call_waiting else 'off'}")
+    print(f"contact:      {user.static_contact or '(registrations only)'}")
     return 0
 
 
@@ -253,6 +265,51 @@ def user_passwd(args: argparse.Namespace) -> int:
     print(f"new SIP password set for {args.extension}")
     if not args.password:
         print(f"SIP password: {password}")
+    return 0
+
+
+def user_set(args: argparse.Namespace) -> int:
+    """Change per-user call options: call waiting and the static contact."""
+    changes: dict[str, Any] = {}
+    if args.call_waiting is not None:
+        changes["call_waiting"] = args.call_waiting == "on"
+    if args.contact is not None:
+        clear = args.contact.strip().lower() == "none"
+        changes["contact"] = None if clear else check_contact(args.contact)
+    if not changes:
+        raise CommandError(
+            "nothing to change: give --call-waiting on|off and/or --contact URI|none"
+        )
+    store = open_store(data_dir(args))
+    try:
+
+        def change(db: Any) -> None:
+            old = users.get_user(db, args.extension)
+            if old is None:
+                raise NotFound(args.extension)
+            if "call_waiting" in changes:
+                users.set_call_waiting(db, args.extension, changes["call_waiting"])
+            if "contact" in changes:
+                users.set_static_contact(db, args.extension, changes["contact"])
+            audit.record(
+                db,
+                actor=actor(),
+                action="user.set",
+                target=args.extension,
+                old={"call_waiting": old.call_waiting, "contact": old.static_contact},
+                new=changes,
+                at=time.time(),
+            )
+
+        try:
+            store.write(change)
+        except NotFound as exc:
+            raise CommandError(f"no extension {args.extension}") from exc
+    finally:
+        store.close()
+    for key, value in changes.items():
+        shown = {True: "on", False: "off", None: "none"}.get(value, value)
+        print(f"{args.extension}: {key.replace('_', ' ')} {shown}")
     return 0
 
 
@@ -485,6 +542,7 @@ HANDLERS = {
     ("user", "list"): user_list,
     ("user", "show"): user_show,
     ("user", "passwd"): user_passwd,
+    ("user", "set"): user_set,
     ("user", "del"): user_del,
     ("ban", "list"): ban_list,
     ("ban", "del"): ban_del,

@@ -87,6 +87,8 @@ class CallsConfig:
     no_answer_timeout: float = 30.0
     max_duration: float = 14400.0
     media_timeout: float = 60.0
+    session_expires: int = 1800
+    min_se: int = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,8 @@ def _validate(config: Config) -> None:
     for key in ("no_answer_timeout", "max_duration", "media_timeout"):
         if getattr(config.calls, key) <= 0:
             raise ConfigError(f"calls.{key}: must be positive")
+    if not 1 <= config.calls.min_se <= config.calls.session_expires:
+        raise ConfigError("calls.min_se: need 1 <= min_se <= session_expires")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level: unknown level {config.log.level!r}")
 

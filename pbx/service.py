@@ -19,7 +19,8 @@ from twisted.internet import defer, ssl, task
 from twisted.python.failure import Failure
 
 from pbx import __version__
-from pbx.calls.switch import Switch
+from pbx.calls.contacts import static_binding
+from pbx.calls.switch import Callee, Switch
 from pbx.certs import ensure_tls_files
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
@@ -128,6 +129,8 @@ class PbxServer:
             no_answer=calls.no_answer_timeout,
             max_duration=calls.max_duration,
             media_timeout=calls.media_timeout,
+            session_expires=calls.session_expires,
+            min_se=calls.min_se,
         )
         self.methods.register("INVITE", self.switch.on_invite)
         self.methods.in_dialog = self.switch.handle_in_dialog
@@ -242,12 +245,20 @@ class PbxServer:
         )
 
     def _lookup_callee(self, extension: str) -> defer.Deferred[Any]:
-        """(extension exists, its active bindings) from a reader thread."""
+        """The extension's active bindings, its static contact first, and its call waiting
+        setting, from a reader thread."""
 
-        def read(db: Any) -> tuple[bool, list[Any]]:
-            if users.get_user(db, extension) is None:
-                return False, []
-            return True, registrations.list_bindings(db, now=time.time(), extension=extension)
+        def read(db: Any) -> Callee:
+            user = users.get_user(db, extension)
+            if user is None:
+                return Callee(False, [])
+            now = time.time()
+            bindings = registrations.list_bindings(db, now=now, extension=extension)
+            if user.static_contact:
+                static = static_binding(extension, user.static_contact, now)
+                if static is not None and all(b.contact != static.contact for b in bindings):
+                    bindings.insert(0, static)
+            return Callee(True, bindings, user.call_waiting)
 
         return as_deferred(self.store.read_async(read), self.reactor)
 

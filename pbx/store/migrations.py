@@ -149,6 +149,19 @@ def _m004_call_records(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m005_user_call_options")
+def _m005_user_call_options(db: Database) -> None:
+    # call_waiting: 0 makes a second call to a busy extension get 486. static_contact: a SIP
+    # URI the extension is always reached at besides its registrations (gateways, door phones).
+    _run(
+        db,
+        [
+            "ALTER TABLE users ADD COLUMN call_waiting INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE users ADD COLUMN static_contact TEXT",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -18,7 +18,7 @@ from pbx.store.errors import AlreadyExists, NotFound
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = "extension, display_name, enabled, created_at"
+_COLUMNS = "extension, display_name, enabled, created_at, call_waiting, static_contact"
 
 
 @dataclass(frozen=True)
@@ -27,19 +27,36 @@ class User:
     display_name: str
     enabled: bool
     created_at: float
+    call_waiting: bool = True  # False: a second call while one is up gets 486
+    static_contact: str | None = None  # SIP URI reached besides the registrations
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(extension=row[0], display_name=row[1], enabled=bool(row[2]), created_at=row[3])
+    return User(
+        extension=row[0],
+        display_name=row[1],
+        enabled=bool(row[2]),
+        created_at=row[3],
+        call_waiting=bool(row[4]),
+        static_contact=row[5],
+    )
 
 
-def add_user(db: Database, extension: str, display_name: str, *, now: float | None = None) -> User:
+def add_user(
+    db: Database,
+    extension: str,
+    display_name: str,
+    *,
+    now: float | None = None,
+    static_contact: str | None = None,
+) -> User:
     """Create an enabled user; raise AlreadyExists if the extension is taken."""
-    user = User(extension, display_name, True, time.time() if now is None else now)
+    created = time.time() if now is None else now
+    user = User(extension, display_name, True, created, True, static_contact)
     try:
         db.execute(
-            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?)",
-            [extension, display_name, user.created_at],
+            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?, 1, ?)",
+            [extension, display_name, user.created_at, static_contact],
         )
     except sqlite3.IntegrityError as exc:
         raise AlreadyExists(f"extension {extension} already exists") from exc
@@ -62,6 +79,22 @@ def set_user_enabled(db: Database, extension: str, enabled: bool) -> None:
     cursor = db.execute(
         "UPDATE users SET enabled = ? WHERE extension = ?", [int(enabled), extension]
     )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no extension {extension}")
+
+
+def set_call_waiting(db: Database, extension: str, enabled: bool) -> None:
+    """Turn call waiting on or off; raise NotFound if the user does not exist."""
+    _update(db, extension, "call_waiting", int(enabled))
+
+
+def set_static_contact(db: Database, extension: str, contact: str | None) -> None:
+    """Set (or clear with None) the static contact URI; raise NotFound for no such user."""
+    _update(db, extension, "static_contact", contact)
+
+
+def _update(db: Database, extension: str, column: str, value: Any) -> None:
+    cursor = db.execute(f"UPDATE users SET {column} = ? WHERE extension = ?", [value, extension])
     if cursor.rowcount == 0:
         raise NotFound(f"no extension {extension}")
 

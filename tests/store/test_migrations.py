@@ -13,7 +13,13 @@ from pbx.store.users import get_user
 
 from .conftest import make_binding
 
-ALL = ["m001_core", "m002_bindings", "m003_bans", "m004_call_records"]
+ALL = [
+    "m001_core",
+    "m002_bindings",
+    "m003_bans",
+    "m004_call_records",
+    "m005_user_call_options",
+]
 
 
 def test_migrate_applies_everything_once(tmp_path: Path) -> None:
