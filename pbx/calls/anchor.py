@@ -7,16 +7,24 @@ pointed at one of pbx's media legs (c=, m= port, a=rtcp) and the o= version incr
 negotiate end to end and packets are relayed untouched. Other streams are refused (port 0):
 pbx relays one audio stream per call for now. A body that does not parse is passed through
 unchanged by :func:`rewrite` (the phone then gets what it sent) and has no :func:`remote`.
+
+SRTP is terminated per leg (pbx.media.sdes, pbx.media.srtp): :func:`srtp_offered` reads a
+phone's SDES offer and makes pbx's own key for the answer (:func:`secure`), :func:`plain`
+makes an offer plain RTP/AVP for a phone that gets no SRTP, :func:`secure_offer` offers SRTP
+with fresh keys and :func:`srtp_answered` matches the phone's answer to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
+from pbx.media import sdes
 from pbx.media.offer_answer import rewrite_connection
 from pbx.media.relay import MediaLeg
-from pbx.media.sdp import SessionDescription
+from pbx.media.sdes import CryptoAttribute
+from pbx.media.sdp import SessionDescription, parse_cached
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,7 @@ def _parse(body: bytes) -> SessionDescription | None:
     if not body:
         return None
     try:
-        return SessionDescription.parse(body)
+        return parse_cached(body)
     except ValueError as exc:
         log.info("SDP not understood (%s): passed on unchanged", exc)
         return None
@@ -87,3 +95,71 @@ def rewrite(body: bytes, address: str, media: MediaLeg | None) -> bytes:
         address=address,
     )
     return dataclasses.replace(anchored, origin=bumped).serialize().encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class SrtpTerms:
+    """SDES keys of one leg: the phone's (``theirs``), pbx's (``ours``), the RTP profile."""
+
+    theirs: CryptoAttribute
+    ours: CryptoAttribute
+    proto: str
+
+
+def srtp_offered(body: bytes) -> SrtpTerms | None:
+    """The SDES terms for answering ``body`` when its first audio stream is SRTP (None for
+    plain RTP). Raises :class:`SdesError` for an SRTP offer without a usable a=crypto line
+    (the caller then gets 488)."""
+    desc = _parse(body)
+    index = None if desc is None else _first_audio(desc)
+    if desc is None or index is None:
+        return None
+    proto = desc.media[index].proto
+    if proto not in sdes.SECURE_PROTOS:
+        return None
+    theirs, ours = sdes.accept_offer(desc, index)
+    return SrtpTerms(theirs, ours, proto)
+
+
+def _on_first_audio(
+    body: bytes, change: Callable[[SessionDescription, int], SessionDescription]
+) -> bytes:
+    desc = _parse(body)
+    index = None if desc is None else _first_audio(desc)
+    if desc is None or index is None:
+        return body
+    return change(desc, index).serialize().encode()
+
+
+def plain(body: bytes) -> bytes:
+    """``body`` with its first audio stream as plain RTP/AVP without a=crypto lines."""
+    return _on_first_audio(body, sdes.strip_crypto)
+
+
+def secure(body: bytes, terms: SrtpTerms) -> bytes:
+    """The answer ``body`` made SRTP with pbx's key of ``terms`` and the offer's profile."""
+    return _on_first_audio(
+        body, lambda desc, index: sdes.secure_stream(desc, index, terms.ours, proto=terms.proto)
+    )
+
+
+def secure_offer(body: bytes) -> tuple[bytes, list[CryptoAttribute]]:
+    """``body`` offered as SRTP (RTP/SAVP) with fresh pbx keys; returns them too."""
+    offered = sdes.make_offer_crypto()
+    return _on_first_audio(
+        body, lambda desc, index: sdes.secure_stream(desc, index, offered)
+    ), offered
+
+
+def srtp_answered(body: bytes, offered: list[CryptoAttribute]) -> SrtpTerms | None:
+    """The SDES terms a phone's answer accepted from ``offered``; None when it answered plain
+    RTP. Raises :class:`SdesError` when the answer's crypto does not match the offer."""
+    desc = _parse(body)
+    index = None if desc is None else _first_audio(desc)
+    if desc is None or index is None:
+        return None
+    proto = desc.media[index].proto
+    if proto not in sdes.SECURE_PROTOS:
+        return None
+    ours, theirs = sdes.accept_answer(offered, desc, index)
+    return SrtpTerms(theirs, ours, proto)

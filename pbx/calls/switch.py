@@ -23,16 +23,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
 
 from pbx.calls import anchor
+from pbx.calls.mediapath import MediaPath, MediaRefused
+from pbx.calls.midcall import MidCall
 from pbx.calls.model import Call, CallEnded, CallEvents, CallStarted, LegAnswered, LegState
 from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
-from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch, bridge, unbridge
+from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch, unbridge
 from pbx.sip.client import ClientTransactions
-from pbx.sip.dialog import dialog_id_of_request
+from pbx.sip.dialog import dialog_id_of_request, dialog_id_of_response
 from pbx.sip.errors import SipError
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Headers, Request, Response, new_call_id, new_tag
@@ -44,7 +47,17 @@ from pbx.store.registrations import Binding
 
 log = logging.getLogger(__name__)
 
-Lookup = Callable[[str], "defer.Deferred[tuple[bool, list[Binding]]]"]
+
+@dataclass(frozen=True, slots=True)
+class Callee:
+    """What the lookup of a dialled extension found: its contacts and call waiting."""
+
+    exists: bool
+    bindings: list[Binding]
+    call_waiting: bool = True
+
+
+Lookup = Callable[[str], "defer.Deferred[Callee]"]
 Records = Callable[..., "defer.Deferred[Any]"]
 
 # failure statuses in order of preference when every fork failed (RFC 3261 §16.7 step 6 spirit)
@@ -67,6 +80,8 @@ class Switch:
         max_duration: float = 4 * 3600.0,
         media_timeout: float = 60.0,
         events: CallEvents | None = None,
+        session_expires: int = 1800,
+        min_se: int = 90,
     ) -> None:
         self._reactor = reactor
         self._client = client
@@ -80,6 +95,16 @@ class Switch:
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], SipLeg] = {}
         self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
+        self.midcall = MidCall(
+            reactor,
+            client.contact,
+            self._media_host,
+            self._end_call,
+            t1=t1,
+            session_expires=session_expires,
+            min_se=min_se,
+        )
+        client.on_stray_2xx = self._stray_2xx
 
     def start(self) -> None:
         self._watch.start()
@@ -101,6 +126,8 @@ class Switch:
         if not dialled:
             incoming.respond(404, "No Number Dialled")
             return
+        if not self.midcall.check_invite(incoming):
+            return  # 422 Session Interval Too Small (RFC 4028 §5)
         d = self._lookup(dialled)
         d.addCallback(self._route, incoming, username, dialled)
         d.addErrback(self._failed, incoming)
@@ -112,12 +139,15 @@ class Switch:
 
     def _route(
         self,
-        found: tuple[bool, list[Binding]],
+        found: Callee,
         incoming: IncomingRequest,
         caller: str,
         dialled: str,
     ) -> None:
-        exists, bindings = found
+        if not found.call_waiting and self._busy(dialled):
+            self._reject_busy(incoming, caller, dialled)
+            return
+        exists, bindings = found.exists, found.bindings
         if not exists or not bindings:
             # every call leaves a record: a missed call to a phone that is not registered, or
             # a number that does not exist
@@ -165,18 +195,32 @@ class Switch:
         remote = anchor.remote(request.body)
         if remote is not None:
             inbound_media.set_remote(*remote)
-        offer = anchor.rewrite(request.body, self._media_host(inbound.target), outbound_media)
         self.calls[call.call_id] = call
+        try:
+            path = MediaPath(
+                call.call_id, inbound_media, outbound_media, request.body, reactor=self._reactor
+            )
+        except MediaRefused as exc:
+            log.info("[%s] media refused: %s", call.call_id, exc)
+            inbound.reject(488)
+            self._finish(call, "failed", "488", side="pbx")
+            return
+        call.extra["path"] = path
         incoming.on_cancel = lambda: self._caller_cancelled(call)
         self.events.publish(CallStarted(call.call_id, "A", time.time(), caller, dialled))
         for index, binding in enumerate(bindings):
-            leg = self._fork(call, binding, index, offer)
+            leg = self._fork(call, binding, index, path, outbound_media)
             leg.start()
         call.extra["no_answer"] = self._reactor.callLater(self.no_answer, self._no_answer, call)
 
-    def _fork(self, call: Call, binding: Binding, index: int, offer: bytes) -> OutboundLeg:
+    def _fork(
+        self, call: Call, binding: Binding, index: int, media_path: MediaPath, media: MediaLeg
+    ) -> OutboundLeg:
         target = Address(binding.transport, binding.source_host, binding.source_port)
         host = self._media_host(target)
+        name = f"B{index + 1}"
+        offer = media_path.offer_for(name, binding.transport == "tls")
+        offer = anchor.rewrite(offer, host, media)
         inbound = call.legs[0]
         assert isinstance(inbound, InboundLeg)
         caller_request = inbound.incoming.request
@@ -193,12 +237,12 @@ class Switch:
         headers.add("Contact", self._client.contact(target))
         headers.add("P-Asserted-Identity", str(identity))
         headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
+        for name, value in self.midcall.invite_headers():  # RFC 4028 session timer
+            headers.add(name, value)
         if offer:
             headers.add("Content-Type", "application/sdp")
         request = Request("INVITE", parse_uri(binding.contact), headers, offer)
-        leg = OutboundLeg(
-            f"B{index + 1}", call.dialled, request, target, self._client, self._fork_response
-        )
+        leg = OutboundLeg(name, call.dialled, request, target, self._client, self._fork_response)
         leg.on_ended = self._leg_ended
         call.add(leg)
         return leg
@@ -214,7 +258,7 @@ class Switch:
         status = response.status
         if 100 < status < 200:
             if response.body and status == 183:
-                self._early_media(call, inbound, response.body)
+                self._early_media(call, inbound, leg, response.body)
             elif not inbound.ringing_sent:
                 inbound.ring(180)
             return
@@ -226,13 +270,17 @@ class Switch:
         if call.answered_at is None and all(o.ended for o in call.legs[1:]):
             self._all_failed(call, inbound)
 
-    def _early_media(self, call: Call, inbound: InboundLeg, body: bytes) -> None:
-        media_a, media_b = call.extra["media"]["A"], call.extra["media"]["B"]
-        remote = anchor.remote(body)
-        if remote is not None:
-            media_b.set_remote(*remote)
-        bridge(media_a, media_b)
-        inbound.ring(183, anchor.rewrite(body, self._media_host(inbound.target), media_a))
+    def _early_media(self, call: Call, inbound: InboundLeg, leg: OutboundLeg, body: bytes) -> None:
+        path: MediaPath = call.extra["path"]
+        try:
+            answer = path.connect(leg.name, body)
+        except MediaRefused as exc:
+            log.info("[%s] early media of %s not usable: %s", call.call_id, leg.name, exc)
+            if not inbound.ringing_sent:
+                inbound.ring(180)
+            return
+        path.start()
+        inbound.ring(183, anchor.rewrite(answer, self._media_host(inbound.target), path.a))
 
     def _answered(self, call: Call, inbound: InboundLeg, winner: OutboundLeg) -> None:
         now = time.time()
@@ -243,12 +291,18 @@ class Switch:
                 other.cancel()
         if winner.dialog is not None:
             self._dialogs[winner.dialog.dialog_id] = winner
-        media_a, media_b = call.extra["media"]["A"], call.extra["media"]["B"]
-        remote = anchor.remote(winner.answer_body)
-        if remote is not None:
-            media_b.set_remote(*remote)
-        winner.codec = inbound.codec = anchor.codec(winner.answer_body)
-        answer = anchor.rewrite(winner.answer_body, self._media_host(inbound.target), media_a)
+        path: MediaPath = call.extra["path"]
+        try:
+            answer = path.connect(winner.name, winner.answer_body)
+        except MediaRefused as exc:
+            log.info("[%s] answer of %s not usable: %s", call.call_id, winner.name, exc)
+            winner.hang_up("488")
+            inbound.reject(488)
+            self._finish(call, "failed", "488", side="pbx")
+            return
+        inbound.codec, winner.codec = path.codecs
+        answer = anchor.rewrite(answer, self._media_host(inbound.target), path.a)
+        call.extra["sdp"] = {"A": answer, "B": winner.request.body}
         record = _record(
             call,
             callee=winner.party,
@@ -265,10 +319,11 @@ class Switch:
             if inbound.ended or winner.ended:
                 self._end_call(call, "cancelled", "ended during answer")
                 return
+            self.midcall.answered(call, inbound, winner, answer)
             inbound.answer(answer)
             if inbound.dialog is not None:
                 self._dialogs[inbound.dialog.dialog_id] = inbound
-            bridge(media_a, media_b)
+            path.start()
             self.events.publish(LegAnswered(call.call_id, winner.name, time.time(), winner.codec))
             call.extra["max_duration"] = self._reactor.callLater(
                 self.max_duration, self._end_call, call, "max duration", "maximum call duration"
@@ -342,34 +397,42 @@ class Switch:
                 side = "caller" if leg is call.legs[0] else "callee"
                 self._end_call(call, "answered", "BYE", side=side)
             return True
-        if request.method in ("INFO", "UPDATE", "NOTIFY", "OPTIONS"):
-            incoming.respond(200)
-            return True
-        if request.method == "INVITE":
-            # re-INVITE (hold, media change): answer with our current anchored SDP; the media
-            # path does not change because pbx anchors it
-            call = leg.call
-            media = call.extra["media"]["A" if leg is call.legs[0] else "B"] if call else None
-            remote = anchor.remote(request.body)
-            if media is not None and remote is not None:
-                media.set_remote(*remote)
-            body = (
-                anchor.rewrite(request.body, self._media_host(leg.target), media) if media else b""
-            )
-            response = incoming.response(200)
-            response.headers.add("Contact", self._client.contact(leg.target))
-            if body:
-                response.headers.add("Content-Type", "application/sdp")
-                response.body = body
-            incoming.send(response)
-            return True
-        incoming.respond(405)
+        self.midcall.handle(leg, incoming)  # re-INVITE, UPDATE, INFO, ...
         return True
 
     def on_ack(self, request: Request, source: Source) -> None:
         leg = self._dialogs.get(dialog_id_of_request(request))
-        if isinstance(leg, InboundLeg):
+        if isinstance(leg, InboundLeg) and leg.state is LegState.ANSWERED:
             leg.acked()
+        elif leg is not None:
+            self.midcall.on_ack(leg, request)  # the ACK of a re-INVITE's 2xx
+
+    def _stray_2xx(self, response: Response, source: Source) -> None:
+        """A 2xx retransmitted after its INVITE transaction ended: ACK it again."""
+        leg = self._dialogs.get(dialog_id_of_response(response))
+        if leg is not None:
+            leg.stray_2xx(response)
+
+    def _busy(self, extension: str) -> bool:
+        """Whether ``extension`` has a ringing or answered call (call waiting off)."""
+        return any(extension in (call.caller, call.dialled) for call in self.calls.values())
+
+    def _reject_busy(self, incoming: IncomingRequest, caller: str, dialled: str) -> None:
+        incoming.respond(486)
+        request = incoming.request
+        busy = Call(request.call_id, caller, dialled, request.from_.display_name or "")
+        record = _record(
+            busy,
+            callee=dialled,
+            callee_user=dialled,
+            ended_at=busy.started_at,
+            disposition="busy",
+            hangup_side="callee",
+            hangup_cause="486",
+        )
+        self._records("add", record).addErrback(
+            lambda f: log.error("[%s] record not written: %s", request.call_id, f.getErrorMessage())
+        )
 
     # -- ending ------------------------------------------------------------------------------
 
@@ -400,6 +463,7 @@ class Switch:
         call.ended_at = now
         for name in ("no_answer", "max_duration"):
             self._cancel_timer(call, name)
+        self.midcall.forget(call)
         for leg in call.legs:
             if isinstance(leg, SipLeg) and leg.dialog is not None:
                 self._dialogs.pop(leg.dialog.dialog_id, None)
@@ -449,7 +513,10 @@ class Switch:
 
     def _close_media(self, call: Call) -> None:
         legs = call.extra.get("media", {})
-        if "A" in legs and "B" in legs:
+        path = call.extra.pop("path", None)
+        if path is not None:
+            path.stop()
+        elif "A" in legs and "B" in legs:
             unbridge(legs["A"], legs["B"])
         for media in legs.values():
             self._watch.discard(media)

@@ -40,6 +40,7 @@ class RelaySocket(protocol.DatagramProtocol):
     """One UDP socket of a leg (its RTP or its RTCP), relaying to the peer leg's phone."""
 
     transport: Any
+    noisy = False  # no "Starting protocol" log line per port
 
     def __init__(self, leg: MediaLeg, rtcp: bool) -> None:
         self.leg = leg
@@ -59,17 +60,19 @@ class RelaySocket(protocol.DatagramProtocol):
         self.dropped = 0
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
-        if addr != self.remote or not self.latched:
-            if not self._latch(addr):
-                self.dropped += 1
-                return
-        self.received += 1
+        moved = addr != self.remote or not self.latched
+        if moved and self.latched and not self.leg.may_relatch(self):
+            self.dropped += 1
+            return
         if self.unwrap is not None:
             plain = self.unwrap(data)
-            if plain is None:
+            if plain is None:  # SRTP: only an authenticated packet may latch (RFC 3711 §3.3)
                 self.dropped += 1
                 return
             data = plain
+        if moved:
+            self._latch(addr)
+        self.received += 1
         if self.tap is not None:
             self.tap(data)
             return
@@ -77,12 +80,12 @@ class RelaySocket(protocol.DatagramProtocol):
         if peer is not None and peer.remote is not None:
             if peer.wrap is not None:
                 data = peer.wrap(data)
+                if not data:  # SRTP could not protect it
+                    return
             peer.transport.write(data, peer.remote)
             self.forwarded += 1
 
-    def _latch(self, addr: Address) -> bool:
-        if self.latched and not self.leg.may_relatch(self):
-            return False
+    def _latch(self, addr: Address) -> None:
         if self.remote != addr:
             log.debug(
                 "media %s latched to %s:%d (SDP said %s)",
@@ -93,7 +96,6 @@ class RelaySocket(protocol.DatagramProtocol):
             )
         self.remote = addr
         self.latched = True
-        return True
 
     def send(self, data: bytes) -> None:
         """Send our own plain packet (played audio, transcoded media, generated DTMF) to this
@@ -101,6 +103,8 @@ class RelaySocket(protocol.DatagramProtocol):
         if self.remote is not None and self.transport is not None:
             if self.wrap is not None:
                 data = self.wrap(data)
+                if not data:
+                    return
             self.transport.write(data, self.remote)
 
 

@@ -16,6 +16,7 @@ pbx.store.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -501,3 +502,11 @@ def _build_media(lines: list[tuple[str, str]]) -> MediaDescription:
         attributes=tuple(Attribute.parse(value) for kind, value in rest if kind == "a"),
         other_lines=tuple((k, v) for k, v in rest if k not in _MEDIA_KINDS),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def parse_cached(body: bytes) -> SessionDescription:
+    """:meth:`SessionDescription.parse` of ``body``, remembered: one call set-up reads each
+    body several times (anchoring, codecs, SRTP, the codec plan), and descriptions are
+    immutable, so they can be shared. Errors are not remembered."""
+    return SessionDescription.parse(body)

@@ -150,8 +150,8 @@ def linphone_factory(tmp_path: Path) -> Iterator[Callable[..., Linphone]]:
     _need("linphone-daemon")
     daemons: list[Linphone] = []
 
-    def make(name: str | None = None) -> Linphone:
-        daemon = Linphone(tmp_path, name=name or f"linphone{len(daemons) + 1}")
+    def make(name: str | None = None, **kwargs: Any) -> Linphone:
+        daemon = Linphone(tmp_path, name=name or f"linphone{len(daemons) + 1}", **kwargs)
         daemons.append(daemon)
         return daemon.start()
 

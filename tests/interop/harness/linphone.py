@@ -88,7 +88,10 @@ def _sections(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
 class Linphone:
     """One linphone-daemon with its own HOME, rc and SIP/RTP ports under workdir/name."""
 
-    def __init__(self, workdir: Path, *, name: str = "linphone") -> None:
+    def __init__(
+        self, workdir: Path, *, name: str = "linphone", sip_options: dict[str, str] | None = None
+    ) -> None:
+        self.sip_options = dict(sip_options or {})  # extra [sip] keys, e.g. use_info=1
         self.dir = Path(workdir) / name
         self.home = self.dir / "home"
         self.name = name
@@ -111,7 +114,8 @@ class Linphone:
         return (
             "[sip]\n"
             f"sip_port={self.sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nuse_ipv6=0\n"
-            "[rtp]\n"
+            + "".join(f"{key}={value}\n" for key, value in self.sip_options.items())
+            + "[rtp]\n"
             f"audio_rtp_port={low}-{high}\n"
             "[sound]\necho_cancellation=0\necho_canceller=0\n"
             "[net]\nfirewall_policy=0\n"
