@@ -19,6 +19,30 @@ def setup(level: str = "INFO") -> None:
     logging.getLogger("twisted").setLevel(logging.WARNING)
 
 
+def route_twisted_logs() -> None:
+    """Send Twisted's own log events at warning and above to stdlib logging (logger
+    "twisted"); drop the rest at the first observer.
+
+    Without an observer Twisted buffers every event (65,536 of them) until someone starts
+    logging, and each media port pair of a call adds "starting on"/"Closed" info events: CPU
+    per call and memory for nothing. Unhandled errors in Deferreds are critical: they still
+    reach the log.
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        STDLibLogObserver,
+        globalLogBeginner,
+    )
+
+    # zope interfaces are not visible to mypy: the objects provide them at run time
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    stdlib: Any = STDLibLogObserver(name="twisted")
+    observer: Any = FilteringLogObserver(stdlib, [predicate])
+    globalLogBeginner.beginLoggingTo([observer], discardBuffer=True, redirectStandardIO=False)
+
+
 class CallLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """Prefixes every message with the call's Call-ID."""
 

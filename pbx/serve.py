@@ -103,6 +103,7 @@ def serve(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     pbx_log.setup(config.log.level)
+    pbx_log.route_twisted_logs()
     limit = raise_open_files_limit()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)

@@ -174,6 +174,7 @@ class Transports:
         self._limits = limits
         self._idle_timeout = idle_timeout
         self._udp: list[tuple[UdpEndpoint, Any]] = []
+        self._listening: list[Address] | None = None
         self._streams: dict[str, list[tuple[StreamFactory, Any]]] = {"TCP": [], "TLS": []}
         self._sources: dict[str, str] = {}
 
@@ -184,6 +185,7 @@ class Transports:
         actual = listening.getHost().port
         endpoint.local = Address("UDP", host or "0.0.0.0", actual)
         self._udp.append((endpoint, listening))
+        self._listening = None
         return endpoint.local
 
     def listen_stream(self, name: str, host: str, port: int, tls_context: Any = None) -> Address:
@@ -194,13 +196,19 @@ class Transports:
             listening = self._reactor.listenTCP(port, factory, interface=host, backlog=1024)
         factory.listen_port = listening.getHost().port
         self._streams[name].append((factory, listening))
+        self._listening = None
         return Address(name, host or "0.0.0.0", factory.listen_port)
 
     def listening(self) -> list[Address]:
-        addresses = [endpoint.local for endpoint, _ in self._udp]
-        for name, items in self._streams.items():
-            addresses += [Address(name, lp.getHost().host, lp.getHost().port) for _, lp in items]
-        return addresses
+        """Our listening points (computed once per change: every request asks)."""
+        if self._listening is None:
+            addresses = [endpoint.local for endpoint, _ in self._udp]
+            for name, items in self._streams.items():
+                addresses += [
+                    Address(name, lp.getHost().host, lp.getHost().port) for _, lp in items
+                ]
+            self._listening = addresses
+        return list(self._listening)
 
     def local_address(self, target: Address) -> tuple[str, int]:
         """Our sent-by for a request to ``target``: the listening point of its transport, with
