@@ -42,6 +42,8 @@ class SippLoad:
     label: str
     grace: float = 20.0  # seconds SIPp may run after the last call is created (retransmissions)
     nice: int = 0
+    limit: int | None = None  # SIPp -l (calls in flight); None: max(100, 2 x rate)
+    extra_args: tuple[str, ...] = ()  # more SIPp options (bench/cps: -s, -d, -mp, -trace_rtt)
 
 
 @dataclass(slots=True)
@@ -95,7 +97,7 @@ def sipp_command(load: SippLoad, rate: int, calls: int, timeout_s: int, stats: P
             "-m",
             str(calls),
             "-l",
-            str(max(100, 2 * rate)),  # at most ~1 s of registrations in flight
+            str(load.limit or max(100, 2 * rate)),  # at most ~1 s of registrations in flight
             "-timeout",
             f"{timeout_s}s",
             "-timeout_error",
@@ -112,6 +114,7 @@ def sipp_command(load: SippLoad, rate: int, calls: int, timeout_s: int, stats: P
             str(stats.with_suffix(".errors")),
             "-max_log_size",
             "2000000",
+            *load.extra_args,
         ],
         load.nice,
     )
