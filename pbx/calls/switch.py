@@ -500,6 +500,7 @@ class Switch:
             disposition,
             cause,
         )
+        _release(call)
 
     # -- media -------------------------------------------------------------------------------
 
@@ -545,6 +546,21 @@ class Switch:
             }
             for call in self.calls.values()
         ]
+
+
+def _release(call: Call) -> None:
+    """Break an ended call's reference cycles so reference counting frees it at once.
+
+    Its transactions live on for 32 s (RFC 6026 Accepted, timer J) and would otherwise keep
+    the whole call (legs, dialogs, media, SDP) alive through their callbacks; at 100 calls/s
+    that is hundreds of thousands of objects for the garbage collector's older generations
+    to walk, in pauses of hundreds of milliseconds.
+    """
+    for leg in call.legs:
+        if isinstance(leg, InboundLeg):
+            leg.incoming.on_cancel = None
+        leg.call = None
+    call.extra.clear()
 
 
 def _record(call: Call, **fields: Any) -> CallRecord:
