@@ -89,6 +89,7 @@ class CallsConfig:
     media_timeout: float = 60.0
     session_expires: int = 1800
     min_se: int = 90
+    echo_test: str = "*43"
 
 
 @dataclass(frozen=True, slots=True)

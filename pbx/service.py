@@ -131,6 +131,7 @@ class PbxServer:
             media_timeout=calls.media_timeout,
             session_expires=calls.session_expires,
             min_se=calls.min_se,
+            services={calls.echo_test: "echo"} if calls.echo_test else {},
         )
         self.methods.register("INVITE", self.switch.on_invite)
         self.methods.in_dialog = self.switch.handle_in_dialog

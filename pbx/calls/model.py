@@ -2,12 +2,20 @@
 
 A call is two or more legs. A *leg* is one party's side of a call as pbx sees it: a SIP dialog
 today (pbx.calls.sipleg), later an H.323 or WebRTC session. Features (voicemail, queues, IVR,
-conference, CTI) work only through this module's API, never through SIP messages:
+conference, CTI) work only through this API, never through SIP messages:
 
-- ``Leg``: ``state`` (LegState), ``answer(...)``, ``hang_up(cause)``, and events
-  ``LegRinging``, ``LegAnswered``, ``LegEnded``; later ``play``, ``collect_dtmf``, ``record``.
-- ``Bridge``: connects the media of two legs (relay when they share a codec; transcoding and
-  mixing are other bridge technologies behind the same interface, as Asterisk's bridges/).
+- ``Leg``: ``state`` (LegState), ``answer(...)``, ``hang_up(cause)``; events ``LegRinging``,
+  ``LegAnswered``, ``LegEnded``.
+- Bridges connect the media of two legs, all behind one switch: untouched relay when the
+  phones share a codec, an event relay when they differ only in telephone-event, a transcoding
+  bridge otherwise (pbx.calls.mediapath.MediaPath: ``start()``/``stop()`` bridge and unbridge,
+  ``send_digit(side, digit)``, ``on_digit`` for every digit seen), as Asterisk's bridge
+  technologies sit behind one interface.
+- A leg answered by pbx itself gets a media endpoint (pbx.media.endpoint.MediaEndpoint):
+  ``play(pcm)`` -> Deferred fired when played, ``stop_playing()``, ``on_audio`` (record: every
+  20 ms of decoded audio), ``collect_dtmf(max_digits, timeout, terminators)`` -> Deferred[str],
+  ``send_digit``. A feature is a function (call, endpoint, hang_up) registered in
+  pbx.calls.local.FEATURES and reached by a service number (the echo test is the first).
 - ``Call``: the legs of one call, its call id for logs and records, its timestamps.
 - ``CallEvents``: publish/subscribe of call events (dashboard, CTI, webhooks subscribe).
 

@@ -29,11 +29,14 @@ from typing import Any
 from twisted.internet import defer
 
 from pbx.calls import anchor
+from pbx.calls.local import FEATURES, Feature, LocalRefused, local_answer
 from pbx.calls.mediapath import MediaPath, MediaRefused
 from pbx.calls.midcall import MidCall
 from pbx.calls.model import Call, CallEnded, CallEvents, CallStarted, LegAnswered, LegState
 from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
+from pbx.media.endpoint import MediaEndpoint
 from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch, unbridge
+from pbx.media.srtp import SrtpContext, secure_leg
 from pbx.sip.client import ClientTransactions
 from pbx.sip.dialog import dialog_id_of_request, dialog_id_of_response
 from pbx.sip.errors import SipError
@@ -82,6 +85,7 @@ class Switch:
         events: CallEvents | None = None,
         session_expires: int = 1800,
         min_se: int = 90,
+        services: dict[str, str] | None = None,
     ) -> None:
         self._reactor = reactor
         self._client = client
@@ -92,6 +96,7 @@ class Switch:
         self.no_answer = no_answer
         self.max_duration = max_duration
         self.events = events or CallEvents()
+        self.services = dict(services or {})  # dialled number -> pbx.calls.local feature name
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], SipLeg] = {}
         self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
@@ -128,9 +133,75 @@ class Switch:
             return
         if not self.midcall.check_invite(incoming):
             return  # 422 Session Interval Too Small (RFC 4028 §5)
+        feature = self.services.get(dialled)
+        if feature is not None:
+            self._answer_locally(incoming, username, dialled, FEATURES[feature])
+            return
         d = self._lookup(dialled)
         d.addCallback(self._route, incoming, username, dialled)
         d.addErrback(self._failed, incoming)
+
+    def _answer_locally(
+        self, incoming: IncomingRequest, caller: str, dialled: str, feature: Feature
+    ) -> None:
+        """A service number: pbx answers the call itself and hands it to ``feature`` with a
+        media endpoint (play, record, collect DTMF) on the caller's leg."""
+        request = incoming.request
+        call = Call(
+            call_id=request.call_id,
+            caller=caller,
+            dialled=dialled,
+            caller_name=request.from_.display_name or "",
+        )
+        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
+        inbound.on_ended = self._leg_ended
+        call.add(inbound)
+        self.calls[call.call_id] = call
+        try:
+            media = self._open_media(call, "A")
+            answer = local_answer(request.body)
+        except (NoPortsAvailable, LocalRefused) as exc:
+            status = 503 if isinstance(exc, NoPortsAvailable) else 488
+            log.info("[%s] %s refused: %s", call.call_id, dialled, exc)
+            inbound.reject(status)
+            self._finish(call, "failed", str(status), side="pbx")
+            return
+        remote = anchor.remote(request.body)
+        if remote is not None:
+            media.set_remote(*remote)
+        if answer.srtp is not None:
+            secure_leg(media, SrtpContext(answer.srtp.theirs, answer.srtp.ours))
+        body = anchor.rewrite(answer.body, self._media_host(inbound.target), media)
+        call.extra["sdp"] = {"A": body}
+        call.answered_at = now = time.time()
+        inbound.codec = answer.stream.codec
+        incoming.on_cancel = lambda: self._caller_cancelled(call)
+
+        def committed(_: Any) -> None:
+            if call.call_id not in self.calls:
+                return
+            if inbound.ended:
+                self._end_call(call, "cancelled", "ended during answer")
+                return
+            inbound.answer(body)
+            if inbound.dialog is not None:
+                self._dialogs[inbound.dialog.dialog_id] = inbound
+            endpoint = MediaEndpoint(media, answer.stream, reactor=self._reactor)
+            call.extra["endpoint"] = endpoint
+            endpoint.start()
+            feature(call, endpoint, lambda cause: self._end_call(call, "answered", cause))
+            call.extra["max_duration"] = self._reactor.callLater(
+                self.max_duration, self._end_call, call, "max duration", "maximum call duration"
+            )
+
+        def not_written(failure: Any) -> None:
+            log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
+            self._end_call(call, "failed", "500")
+
+        record = _record(call, callee=dialled, answered_at=now, caller_codec=inbound.codec)
+        d = self._records("open", record)
+        d.addCallback(committed)
+        d.addErrback(not_written)
 
     def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
         log.error("[%s] call set-up failed: %s", incoming.call_id, failure.getTraceback())
@@ -514,6 +585,9 @@ class Switch:
 
     def _close_media(self, call: Call) -> None:
         legs = call.extra.get("media", {})
+        endpoint = call.extra.pop("endpoint", None)
+        if endpoint is not None:
+            endpoint.stop()
         path = call.extra.pop("path", None)
         if path is not None:
             path.stop()

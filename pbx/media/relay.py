@@ -195,6 +195,11 @@ class PortPool:
                 continue
             leg.local_ports = (port, port + 1)
             leg.listening = [rtp, rtcp]
+            for listening in leg.listening:
+                # one datagram per wake-up: a media socket gets one packet every 20 ms, and
+                # Twisted's default read loop pays a second recvfrom (EAGAIN, raised and caught)
+                # for every packet; a socket with more queued is simply readable again
+                listening.maxThroughput = 1
             return
         raise NoPortsAvailable(f"no free RTP port pair ({self.size} in the range)")
 

@@ -144,6 +144,14 @@ def _common_rate(decode_name: str, encode_name: str) -> tuple[int, int]:
     return dec[0], enc[0]
 
 
+class Tickable(Protocol):
+    """What the clock plays out: a bridge or an endpoint (pbx.media.endpoint)."""
+
+    def tick(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class PlayoutClock:
     """One LoopingCall every 20 ms that plays out every registered bridge.
 
@@ -163,20 +171,20 @@ class PlayoutClock:
         self.lags: list[float] | None = [] if record_lag else None  # s behind schedule per run
         self._reactor = reactor
         self._intervals = 0
-        self._bridges: dict[int, TranscodingBridge] = {}
+        self._bridges: dict[int, Tickable] = {}
         self._loop = task.LoopingCall(self._run)
         self._loop.clock = reactor
 
     def __len__(self) -> int:
         return len(self._bridges)
 
-    def add(self, bridge: TranscodingBridge) -> None:
+    def add(self, bridge: Tickable) -> None:
         self._bridges[id(bridge)] = bridge
         if not self._loop.running:
             self._intervals = 0
             self._loop.start(self.interval, now=False)
 
-    def discard(self, bridge: TranscodingBridge) -> None:
+    def discard(self, bridge: Tickable) -> None:
         self._bridges.pop(id(bridge), None)
         if not self._bridges and self._loop.running:
             self._loop.stop()
@@ -216,7 +224,7 @@ def shared_clock(reactor: Any) -> PlayoutClock:
     return clock
 
 
-class _Inbound:
+class InboundStream:
     """RTP from one phone: reorder, decode or conceal, and read DTMF (events or tones)."""
 
     def __init__(self, fmt: Format, rate: int, stats: DirectionStats, prefetch: int) -> None:
@@ -324,7 +332,7 @@ class _Inbound:
         return self.detector.feed(self.narrowband)
 
 
-class _Outbound:
+class OutboundStream:
     """RTP to one phone: our SSRC, sequence and timestamps; audio, events and tones."""
 
     def __init__(self, fmt: Format, rate: int, leg: MediaLeg, stats: DirectionStats) -> None:
@@ -416,7 +424,7 @@ class _Outbound:
 class _Mute:
     """Holds a side's audio back a few frames so a detected tone can be muted whole."""
 
-    def __init__(self, inbound: _Inbound) -> None:
+    def __init__(self, inbound: InboundStream) -> None:
         self._inbound = inbound
         self._held: deque[bytes | None] = deque()
         self._quiet = 0  # frames without a tone since muting began; 2 ends it
@@ -472,14 +480,16 @@ class TranscodingBridge:
         self.on_digit: Callable[[str, str], None] | None = None
         self.on_info: Callable[[str, str, int], None] | None = None
         self.running = False
-        self._in: dict[str, _Inbound] = {}
-        self._out: dict[str, _Outbound] = {}
+        self._in: dict[str, InboundStream] = {}
+        self._out: dict[str, OutboundStream] = {}
         self._resample: dict[str, Resampler | None] = {}
         self._mute: dict[str, _Mute | None] = {"A": None, "B": None}
         for src, dst in (("A", "B"), ("B", "A")):
             dec_rate, enc_rate = _common_rate(self.formats[src].codec, self.formats[dst].codec)
-            self._in[src] = _Inbound(self.formats[src], dec_rate, self.stats[src], prefetch)
-            self._out[dst] = _Outbound(self.formats[dst], enc_rate, self.legs[dst], self.stats[src])
+            self._in[src] = InboundStream(self.formats[src], dec_rate, self.stats[src], prefetch)
+            self._out[dst] = OutboundStream(
+                self.formats[dst], enc_rate, self.legs[dst], self.stats[src]
+            )
             self._resample[src] = None if dec_rate == enc_rate else Resampler(dec_rate, enc_rate)
             self._update_mute(src)
 

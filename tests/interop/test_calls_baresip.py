@@ -357,3 +357,21 @@ def test_sip_info_digits_from_linphone_reach_a_baresip_callee_as_rfc4733_once_ea
         line.rsplit("INFO digit ", 1)[1][0] for line in log.splitlines() if "INFO digit" in line
     ]
     assert infos == digits  # each digit came as an INFO, not as RFC 4733 from linphone
+
+
+def test_echo_test_number_sends_the_callers_tone_back_and_hash_ends_the_call(
+    pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
+) -> None:
+    """*43 is answered by pbx itself (a media endpoint on the caller's leg): A hears its own
+    1 kHz tone; '#' (RFC 4733) makes pbx hang up; the record says so."""
+    a = phone(baresip_factory, tmp_path, pbx, CALLER, "PCMA", CALLER_TONE)
+    a.dial(f"sip:*43@127.0.0.1:{pbx.sip_port}")
+    a.wait_event("CALL_ESTABLISHED", timeout=10)
+    time.sleep(TALK_SECONDS)
+    a.command("sndcode", "#")
+    a.wait_event("CALL_CLOSED", timeout=5)
+
+    assert_hears(a, CALLER_TONE, other=CALLEE_TONE, rate=8000)
+    (row,) = cdr(pbx)
+    assert (row["disposition"], row["dialled"], row["caller_codec"]) == ("answered", "*43", "PCMA")
+    assert (row["hangup_side"], row["hangup_cause"]) == ("pbx", "echo test ended"), row
