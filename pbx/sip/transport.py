@@ -163,6 +163,19 @@ class StreamFactory(protocol.ServerFactory):
         return StreamConnection(self)
 
 
+SIP_RECEIVE_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """A large UDP receive buffer: a burst (a phone fleet re-registering after a power cut) or
+    a reactor pause is queued by the kernel instead of dropped (each drop costs a 500 ms
+    retransmission, which adds to the load). Kamailio and Asterisk do the same."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SIP_RECEIVE_BUFFER)
+    except OSError as exc:
+        log.warning("cannot enlarge the SIP receive buffer: %s", exc)
+
+
 class Transports:
     """All SIP listening points of the process and the way out for every message."""
 
@@ -182,6 +195,7 @@ class Transports:
         endpoint = UdpEndpoint(self._sink, host or "0.0.0.0", port)
         listening = self._reactor.listenUDP(port, endpoint, interface=host, maxPacketSize=65535)
         listening.maxThroughput = UDP_READ_BUDGET
+        _grow_receive_buffer(listening.socket)
         actual = listening.getHost().port
         endpoint.local = Address("UDP", host or "0.0.0.0", actual)
         self._udp.append((endpoint, listening))
