@@ -280,17 +280,26 @@ class Switch:
         incoming.on_cancel = lambda: self._caller_cancelled(call)
         self.events.publish(CallStarted(call.call_id, "A", time.time(), caller, dialled))
         for index, binding in enumerate(bindings):
-            leg = self._fork(call, binding, index, path, outbound_media)
+            leg = self._fork(call, binding, f"B{index + 1}", path, outbound_media)
             leg.start()
         call.extra["no_answer"] = self._reactor.callLater(self.no_answer, self._no_answer, call)
 
     def _fork(
-        self, call: Call, binding: Binding, index: int, media_path: MediaPath, media: MediaLeg
+        self,
+        call: Call,
+        binding: Binding,
+        name: str,
+        media_path: MediaPath,
+        media: MediaLeg,
+        secure: bool | None = None,
     ) -> OutboundLeg:
+        """An INVITE to one contact; SRTP is offered to phones on TLS unless ``secure``."""
         target = Address(binding.transport, binding.source_host, binding.source_port)
         host = self._media_host(target)
-        name = f"B{index + 1}"
-        offer = media_path.offer_for(name, binding.transport == "tls")
+        if secure is None:
+            secure = binding.transport.lower() == "tls"
+        call.extra.setdefault("bindings", {})[name] = (binding, secure)
+        offer = media_path.offer_for(name, secure)
         offer = anchor.rewrite(offer, host, media)
         inbound = call.legs[0]
         assert isinstance(inbound, InboundLeg)
@@ -308,8 +317,8 @@ class Switch:
         headers.add("Contact", self._client.contact(target))
         headers.add("P-Asserted-Identity", str(identity))
         headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
-        for name, value in self.midcall.invite_headers():  # RFC 4028 session timer
-            headers.add(name, value)
+        for header, value in self.midcall.invite_headers():  # RFC 4028 session timer
+            headers.add(header, value)
         if offer:
             headers.add("Content-Type", "application/sdp")
         request = Request("INVITE", parse_uri(binding.contact), headers, offer)
@@ -337,9 +346,24 @@ class Switch:
             if call.answered_at is None and inbound.state is not LegState.ENDED:
                 self._answered(call, inbound, leg)
             return
+        if status in (488, 606) and call.answered_at is None and self._retry_plain(call, leg):
+            return
         call.extra.setdefault("statuses", []).append(status)
         if call.answered_at is None and all(o.ended for o in call.legs[1:]):
             self._all_failed(call, inbound)
+
+    def _retry_plain(self, call: Call, leg: OutboundLeg) -> bool:
+        """A phone on TLS refused our SRTP offer (488/606): offer it plain RTP once (not
+        every TLS phone does SRTP, and SDES was our choice, not its)."""
+        binding, secure = call.extra.get("bindings", {}).get(leg.name, (None, False))
+        if binding is None or not secure:
+            return False
+        log.info("[%s] %s refused SRTP: offering plain RTP", call.call_id, leg.name)
+        retry = self._fork(
+            call, binding, f"{leg.name}p", call.extra["path"], leg_media(call), False
+        )
+        retry.start()
+        return True
 
     def _early_media(self, call: Call, inbound: InboundLeg, leg: OutboundLeg, body: bytes) -> None:
         path: MediaPath = call.extra["path"]
@@ -620,6 +644,12 @@ class Switch:
             }
             for call in self.calls.values()
         ]
+
+
+def leg_media(call: Call) -> MediaLeg:
+    """The media leg facing the callees."""
+    media: MediaLeg = call.extra["media"]["B"]
+    return media
 
 
 def _release(call: Call) -> None:

@@ -70,13 +70,21 @@ def write_sine_wav(
     return path
 
 
-def read_wav(path: Path) -> tuple[list[int], int]:
-    """(first-channel samples, sample rate) of a 16-bit WAV."""
-    with wave.open(str(path), "rb") as src:
-        assert src.getsampwidth() == 2, f"{path}: {src.getsampwidth() * 8}-bit"
-        channels, rate = src.getnchannels(), src.getframerate()
-        samples = array("h", src.readframes(src.getnframes()))
-    return list(samples[::channels]), rate
+def read_wav(path: Path, timeout: float = 3.0) -> tuple[list[int], int]:
+    """(first-channel samples, sample rate) of a 16-bit WAV; waits while the phone is still
+    finishing the file (libsndfile writes the chunk headers when it closes it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with wave.open(str(path), "rb") as src:
+                assert src.getsampwidth() == 2, f"{path}: {src.getsampwidth() * 8}-bit"
+                channels, rate = src.getnchannels(), src.getframerate()
+                samples = array("h", src.readframes(src.getnframes()))
+            return list(samples[::channels]), rate
+        except (wave.Error, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def rms(samples: list[int]) -> float:

@@ -51,10 +51,13 @@ def phone(
     tone: float,
     *,
     secure: bool,
+    tls: bool | None = None,
     **params: str,
 ) -> Baresip:
     """A registered PCMU baresip for ``ext``: over TLS with mandatory SDES-SRTP when ``secure``,
-    plain UDP otherwise; plays ``tone`` and records what it decodes into tmp_path/rec-EXT."""
+    plain UDP otherwise (``tls=True`` without ``secure``: TLS signalling, no srtp module);
+    plays ``tone`` and records what it decodes into tmp_path/rec-EXT."""
+    tls = secure if tls is None else tls
     records = tmp_path / f"rec-{ext}"
     records.mkdir()
     wav = write_sine_wav(tmp_path / f"tone-{ext}.wav", tone)
@@ -63,15 +66,15 @@ def phone(
     account = BaresipAccount(
         ext,
         PASSWORDS[ext],
-        pbx.tls_port if secure else pbx.sip_port,
-        transport="tls" if secure else "udp",
+        pbx.tls_port if tls else pbx.sip_port,
+        transport="tls" if tls else "udp",
         params={"audio_codecs": "PCMU", **params},
     )
     agent = baresip_factory(
         [account],
         name=f"phone-{ext}",
         audio_file=wav,
-        cafile=pbx.cert_path if secure else None,
+        cafile=pbx.cert_path if tls else None,
         extra_modules=["sndfile.so"] + (["srtp.so"] if secure else []),
         extra_config={"snd_path": str(records)},
     )
@@ -116,3 +119,51 @@ def test_tls_srtp_phone_and_plain_rtp_phone_hear_each_other_through_pbx(
     assert row["disposition"] == "answered", row
     assert (row["caller"], row["callee"]) == (CALLER, CALLEE), row
     assert (row["caller_codec"], row["callee_codec"]) == ("PCMU", "PCMU"), row
+
+
+def _call_and_hear(a: Baresip, b: Baresip, port: int) -> None:
+    a.dial(f"sip:{CALLEE}@127.0.0.1:{port}")
+    first = _first_of(a, ("CALL_ESTABLISHED", "CALL_CLOSED"), timeout=10)
+    assert first is not None and first.get("type") == "CALL_ESTABLISHED", (
+        f"caller: {first}; callee events: {[e.get('type') for e in b.events]}"
+    )
+    b.wait_event("CALL_ESTABLISHED", timeout=5)
+    time.sleep(TALK_SECONDS)
+    a.hangup()
+    a.wait_event("CALL_CLOSED", timeout=5)
+    b.wait_event("CALL_CLOSED", timeout=5)
+    assert_hears(b, CALLER_TONE, other=CALLEE_TONE, rate=8000)
+    assert_hears(a, CALLEE_TONE, other=CALLER_TONE, rate=8000)
+
+
+def test_plain_phone_calls_a_tls_srtp_phone_which_gets_pbx_offering_srtp(
+    pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
+) -> None:
+    """A callee registered over TLS is offered RTP/SAVP with pbx's own key (SDES keys only
+    travel over TLS); a mandatory-SRTP phone accepts it."""
+    a = phone(baresip_factory, tmp_path, pbx, CALLER, CALLER_TONE, secure=False)
+    b = phone(baresip_factory, tmp_path, pbx, CALLEE, CALLEE_TONE, secure=True, answermode="auto")
+    _call_and_hear(a, b, pbx.sip_port)
+    assert [e for e in b.events if e.get("type") == "CALL_MENC"]
+    assert not [e for e in a.events if e.get("type") == "CALL_MENC"]
+
+
+def test_tls_phone_without_srtp_refuses_the_srtp_offer_and_gets_plain_rtp_instead(
+    pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
+) -> None:
+    """Not every TLS phone does SRTP: its 488 to the RTP/SAVP offer makes pbx offer plain RTP
+    once, and the call goes through."""
+    a = phone(baresip_factory, tmp_path, pbx, CALLER, CALLER_TONE, secure=False)
+    b = phone(
+        baresip_factory,
+        tmp_path,
+        pbx,
+        CALLEE,
+        CALLEE_TONE,
+        secure=False,
+        tls=True,
+        answermode="auto",
+    )
+    _call_and_hear(a, b, pbx.sip_port)
+    (row,) = cdr(pbx)
+    assert row["disposition"] == "answered", row
