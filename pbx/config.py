@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomli_w
 
 from pbx import paths
 
@@ -48,6 +51,7 @@ class SipConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     port: int = 8443
+    redirect_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +171,18 @@ def _merge_section(name: str, base: Any, overrides: dict[str, Any], source: str)
     return dataclasses.replace(base, **changes)
 
 
-def _apply_file(config: Config, path: Path) -> Config:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _apply_file(config: Config, path: Path) -> Config:
+    return _apply_data(config, _read_toml(path), path)
+
+
+def _apply_data(config: Config, data: dict[str, Any], path: Path) -> Config:
     changes: dict[str, Any] = {}
     for section, values in data.items():
         if section not in SECTIONS:
@@ -190,6 +201,9 @@ def _validate(config: Config) -> None:
     port("sip.port", config.sip.port)
     port("sip.tls_port", config.sip.tls_port, allow_zero=True)
     port("http.port", config.http.port, allow_zero=True)
+    port("http.redirect_port", config.http.redirect_port, allow_zero=True)
+    if config.http.redirect_port and config.http.redirect_port == config.http.port:
+        raise ConfigError("http.redirect_port: must differ from http.port")
     port("rtp.port_min", config.rtp.port_min)
     port("rtp.port_max", config.rtp.port_max)
     if config.rtp.port_min >= config.rtp.port_max:
@@ -274,4 +288,57 @@ def load(
     }
     config = dataclasses.replace(config, **changes)
     _validate(config)
+    return config
+
+
+OVERRIDE_HEADER = (
+    "# Site overrides of config/pbx.toml (same sections and keys), also written by the web UI's\n"
+    "# settings page. Process settings take effect at restart.\n\n"
+)
+
+
+def override_path(data_dir: Path | str) -> Path:
+    """The site override file, ``DATA/pbx.toml``."""
+    return Path(data_dir) / "pbx.toml"
+
+
+def read_override(data_dir: Path | str) -> dict[str, dict[str, Any]]:
+    """The site override file as section -> key -> value (empty when there is none)."""
+    path = override_path(data_dir)
+    if not path.is_file():
+        return {}
+    return _read_toml(path)
+
+
+def write_override(data_dir: Path | str, section: str, key: str, value: Any) -> Config:
+    """Set (or, with ``value=None``, remove) one key in ``DATA/pbx.toml``.
+
+    The changed file is checked with the same rules as :func:`load` (unknown key, wrong type,
+    out of range, inconsistent with the other keys) before it replaces the old one
+    atomically; a bad value raises :class:`ConfigError` naming the key and changes nothing.
+    Returns the configuration the file now gives (without command-line flags). Takes effect
+    at the next start. Comments in the file are not kept.
+    """
+    data_path = Path(data_dir)
+    path = override_path(data_path)
+    data = read_override(data_path)
+    table = dict(data.get(section, {}))
+    if value is None:
+        table.pop(key, None)
+    else:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{key}: must be a finite number")
+        table[key] = list(value) if isinstance(value, tuple) else value
+    data = {**data, section: table}
+    if not table:
+        del data[section]
+    config = _apply_data(Config(data_dir=data_path), _read_toml(paths.default_config_file()), path)
+    config = _apply_data(config, data, path)
+    _validate(config)
+    data_path.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(OVERRIDE_HEADER + tomli_w.dumps(data))
+    os.replace(tmp, path)
     return config

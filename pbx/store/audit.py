@@ -45,21 +45,70 @@ def record(
 
 
 def list_entries(
-    db: Database, limit: int = 100, actor: str | None = None, target: str | None = None
+    db: Database,
+    limit: int = 100,
+    actor: str | None = None,
+    target: str | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    action: str | None = None,
+    offset: int = 0,
 ) -> list[AuditEntry]:
-    """Newest entries first, optionally only those of one actor and/or one target."""
-    where, params = [], []
+    """Newest entries first, optionally filtered by actor, target, action (exact; a trailing
+    ``*`` matches a prefix, e.g. ``user.*``) and time (``since <= at < until``)."""
+    where, params = _filters(actor, target, since, until, action)
+    sql = "SELECT id, at, actor, action, target, old, new FROM audit_log" + where
+    rows = db.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+    return [
+        AuditEntry(i, at, a, act, t, _load(o), _load(n))
+        for i, at, a, act, t, o, n in rows.fetchall()
+    ]
+
+
+def count_entries(
+    db: Database,
+    actor: str | None = None,
+    target: str | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    action: str | None = None,
+) -> int:
+    """How many entries match the same filters as :func:`list_entries` (for paging)."""
+    where, params = _filters(actor, target, since, until, action)
+    return int(db.execute("SELECT COUNT(*) FROM audit_log" + where, params).fetchone()[0])
+
+
+def _filters(
+    actor: str | None,
+    target: str | None,
+    since: float | None,
+    until: float | None,
+    action: str | None,
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
     if actor is not None:
         where.append("actor = ?")
         params.append(actor)
     if target is not None:
         where.append("target = ?")
         params.append(target)
-    sql = "SELECT id, at, actor, action, target, old, new FROM audit_log"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
-    return [AuditEntry(i, at, a, act, t, _load(o), _load(n)) for i, at, a, act, t, o, n in rows]
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("at < ?")
+        params.append(until)
+    if action is not None:
+        if action.endswith("*"):
+            where.append("substr(action, 1, ?) = ?")
+            params += [len(action) - 1, action[:-1]]
+        else:
+            where.append("action = ?")
+            params.append(action)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
 def _dump(value: Any) -> str | None:

@@ -120,6 +120,119 @@ def recent(db: Database, limit: int = 50, *, disposition: str | None = None) -> 
     return [CallRecord(*row) for row in db.execute(sql, params).fetchall()]
 
 
+def search_records(
+    db: Database,
+    *,
+    number: str | None = None,
+    user: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    disposition: str | None = None,
+    direction: str | None = None,
+    site_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[CallRecord], int]:
+    """One page of matching records, newest first, and the number of all matches.
+
+    ``number`` matches part of the caller, callee or dialled number; ``user`` either side's
+    user; ``since <= started_at < until``; ``site_id`` calls where either side's user belongs
+    to the site (or the record names the site).
+    """
+    where, params = _search_filter(number, user, since, until, disposition, direction, site_id)
+    total = int(db.execute("SELECT COUNT(*) FROM call_records" + where, params).fetchone()[0])
+    rows = db.execute(
+        _SELECT + where + " ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [CallRecord(*row) for row in rows], total
+
+
+def counts_per_day(
+    db: Database, since: float, until: float, site_id: int | None = None
+) -> list[tuple[str, int]]:
+    """Calls per day ('YYYY-MM-DD' in the server's local time), oldest day first; days
+    without calls are left out."""
+    where, params = _search_filter(None, None, since, until, None, None, site_id)
+    rows = db.execute(
+        "SELECT date(started_at, 'unixepoch', 'localtime') AS day, COUNT(*) FROM call_records"
+        + where
+        + " GROUP BY day ORDER BY day",
+        params,
+    ).fetchall()
+    return [(day, count) for day, count in rows]
+
+
+def counts_per_user(
+    db: Database, since: float, until: float, site_id: int | None = None
+) -> list[tuple[str, int]]:
+    """Calls per user (as caller or callee), most calls first; with ``site_id`` only that
+    site's users are counted."""
+    params: list[Any] = [since, until, since, until]
+    sql = (
+        "SELECT user, COUNT(*) AS n FROM ("
+        "SELECT caller_user AS user FROM call_records "
+        "WHERE started_at >= ? AND started_at < ? AND caller_user IS NOT NULL "
+        "UNION ALL SELECT callee_user FROM call_records "
+        "WHERE started_at >= ? AND started_at < ? AND callee_user IS NOT NULL)"
+    )
+    if site_id is not None:
+        sql += " WHERE user IN (SELECT extension FROM users WHERE site_id = ?)"
+        params.append(site_id)
+    rows = db.execute(sql + " GROUP BY user ORDER BY n DESC, user", params).fetchall()
+    return [(user, count) for user, count in rows]
+
+
+def purge_before(db: Database, when: float) -> int:
+    """Delete finished records of calls that started before ``when``; return how many."""
+    cursor = db.conn.execute(
+        "DELETE FROM call_records WHERE started_at < ? AND disposition <> 'open'", (when,)
+    )
+    return int(cursor.rowcount)
+
+
+def _search_filter(
+    number: str | None,
+    user: str | None,
+    since: float | None,
+    until: float | None,
+    disposition: str | None,
+    direction: str | None,
+    site_id: int | None,
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if number:
+        pattern = "%" + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            "(caller LIKE ? ESCAPE '\\' OR callee LIKE ? ESCAPE '\\' OR dialled LIKE ? ESCAPE '\\')"
+        )
+        params += [pattern] * 3
+    if user is not None:
+        where.append("(caller_user = ? OR callee_user = ?)")
+        params += [user, user]
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("started_at < ?")
+        params.append(until)
+    if disposition is not None:
+        where.append("disposition = ?")
+        params.append(disposition)
+    if direction is not None:
+        where.append("direction = ?")
+        params.append(direction)
+    if site_id is not None:
+        members = "(SELECT extension FROM users WHERE site_id = ?)"
+        where.append(
+            f"(caller_user IN {members} OR callee_user IN {members} "
+            "OR caller_site = ? OR callee_site = ?)"
+        )
+        params += [site_id, site_id, str(site_id), str(site_id)]
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
 def as_csv(records: list[CallRecord]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)

@@ -17,3 +17,7 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     """The row the caller asked to create already exists."""
+
+
+class InUse(StoreError):
+    """The row the caller asked to delete is still referenced (e.g. a site with users)."""

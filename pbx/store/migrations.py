@@ -162,6 +162,65 @@ def _m005_user_call_options(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m006_web")
+def _m006_web(db: Database) -> None:
+    # The admin web UI and REST API: sites, account roles, API tokens, known devices.
+    _run(
+        db,
+        [
+            """CREATE TABLE sites (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                timezone TEXT NOT NULL,
+                country_code TEXT NOT NULL DEFAULT '',
+                area_code TEXT NOT NULL DEFAULT '',
+                number_block_start TEXT NOT NULL DEFAULT '',
+                number_block_end TEXT NOT NULL DEFAULT '',
+                created_at REAL NOT NULL
+            )""",
+            "ALTER TABLE users ADD COLUMN site_id INTEGER REFERENCES sites(id)",
+            "CREATE INDEX users_site ON users(site_id)",
+            "ALTER TABLE admins ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE admins ADD COLUMN site_id INTEGER REFERENCES sites(id)",
+            "ALTER TABLE admins ADD COLUMN extension TEXT",
+            "ALTER TABLE admins ADD COLUMN expires_at REAL",
+            "ALTER TABLE admins ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE admins ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE admins ADD COLUMN locked_until REAL",
+            # site_id without a foreign key: a revoked token must not keep its site alive.
+            """CREATE TABLE api_tokens (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                site_id INTEGER,
+                created_by TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL,
+                revoked_at REAL,
+                last_used_at REAL
+            )""",
+            # device_key: the MAC when known, else the RFC 5626 instance id, else
+            # extension + User-Agent; one row per physical (or soft) phone.
+            """CREATE TABLE devices (
+                id INTEGER PRIMARY KEY,
+                device_key TEXT NOT NULL UNIQUE,
+                mac TEXT UNIQUE,
+                model TEXT NOT NULL DEFAULT '',
+                vendor TEXT NOT NULL DEFAULT '',
+                user_agent TEXT NOT NULL DEFAULT '',
+                extension TEXT,
+                address TEXT NOT NULL DEFAULT '',
+                first_seen REAL NOT NULL,
+                last_seen REAL NOT NULL
+            )""",
+            "CREATE INDEX devices_extension ON devices(extension)",
+            "CREATE INDEX call_records_caller_user ON call_records(caller_user)",
+            "CREATE INDEX call_records_callee_user ON call_records(callee_user)",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -18,7 +18,7 @@ from pbx.store.errors import AlreadyExists, NotFound
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = "extension, display_name, enabled, created_at, call_waiting, static_contact"
+_COLUMNS = "extension, display_name, enabled, created_at, call_waiting, static_contact, site_id"
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class User:
     created_at: float
     call_waiting: bool = True  # False: a second call while one is up gets 486
     static_contact: str | None = None  # SIP URI reached besides the registrations
+    site_id: int | None = None  # the site the user belongs to (pbx.store.sites)
 
 
 def _user(row: tuple[Any, ...]) -> User:
@@ -39,6 +40,7 @@ def _user(row: tuple[Any, ...]) -> User:
         created_at=row[3],
         call_waiting=bool(row[4]),
         static_contact=row[5],
+        site_id=row[6],
     )
 
 
@@ -49,16 +51,20 @@ def add_user(
     *,
     now: float | None = None,
     static_contact: str | None = None,
+    site_id: int | None = None,
 ) -> User:
-    """Create an enabled user; raise AlreadyExists if the extension is taken."""
+    """Create an enabled user; AlreadyExists if the extension is taken, NotFound for an
+    unknown site."""
     created = time.time() if now is None else now
-    user = User(extension, display_name, True, created, True, static_contact)
+    user = User(extension, display_name, True, created, True, static_contact, site_id)
     try:
         db.execute(
-            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?, 1, ?)",
-            [extension, display_name, user.created_at, static_contact],
+            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?, 1, ?, ?)",
+            [extension, display_name, user.created_at, static_contact, site_id],
         )
     except sqlite3.IntegrityError as exc:
+        if "FOREIGN KEY" in str(exc):
+            raise NotFound(f"no site {site_id}") from exc
         raise AlreadyExists(f"extension {extension} already exists") from exc
     return user
 
@@ -68,9 +74,14 @@ def get_user(db: Database, extension: str) -> User | None:
     return None if row is None else _user(row)
 
 
-def list_users(db: Database) -> list[User]:
-    """Every user, sorted by extension."""
-    rows = db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY extension").fetchall()
+def list_users(db: Database, site_id: int | None = None) -> list[User]:
+    """Every user (or only those of one site), sorted by extension."""
+    if site_id is None:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY extension").fetchall()
+    else:
+        rows = db.execute(
+            f"SELECT {_COLUMNS} FROM users WHERE site_id = ? ORDER BY extension", [site_id]
+        ).fetchall()
     return [_user(row) for row in rows]
 
 
@@ -93,8 +104,23 @@ def set_static_contact(db: Database, extension: str, contact: str | None) -> Non
     _update(db, extension, "static_contact", contact)
 
 
+def set_user_site(db: Database, extension: str, site_id: int | None) -> None:
+    """Move a user to a site (None: no site); NotFound for no such user or site."""
+    _update(db, extension, "site_id", site_id)
+
+
+def set_display_name(db: Database, extension: str, name: str) -> None:
+    """Change the display name; raise NotFound if the user does not exist."""
+    _update(db, extension, "display_name", name)
+
+
 def _update(db: Database, extension: str, column: str, value: Any) -> None:
-    cursor = db.execute(f"UPDATE users SET {column} = ? WHERE extension = ?", [value, extension])
+    try:
+        cursor = db.execute(
+            f"UPDATE users SET {column} = ? WHERE extension = ?", [value, extension]
+        )
+    except sqlite3.IntegrityError as exc:
+        raise NotFound(f"no such {column} {value!r}") from exc
     if cursor.rowcount == 0:
         raise NotFound(f"no extension {extension}")
 

@@ -19,6 +19,7 @@ ALL = [
     "m003_bans",
     "m004_call_records",
     "m005_user_call_options",
+    "m006_web",
 ]
 
 
