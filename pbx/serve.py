@@ -118,6 +118,7 @@ def serve(args: argparse.Namespace) -> int:
         print("It is shown only this once; you must change it at first login.", file=sys.stderr)
         print("=" * 60, file=sys.stderr)
     server = PbxServer(config, reactor, store)
+    server.web.generated_admin_password = password is not None
     try:
         server.start()
     except Exception as exc:  # e.g. a port in use: say it plainly and stop

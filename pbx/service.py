@@ -42,6 +42,8 @@ from pbx.store import cdr, registrations, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
+from pbx.store.settings import all_settings
+from pbx.webhost import WebHost
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ BAN_SYNC_INTERVAL = 2.0
 PURGE_INTERVAL = 60.0
 CREDENTIALS_TTL = 2.0
 CREDENTIALS_CACHE_SIZE = 10_000
+# settings table key -> Switch attribute (numbers, seconds)
+LIVE_SETTINGS = {"calls.no_answer_timeout": "no_answer", "calls.max_duration": "max_duration"}
 
 
 def database_path(data_dir: Path) -> Path:
@@ -141,6 +145,16 @@ class PbxServer:
         self.status_file = StatusFile(
             reactor, config.data_dir / "run" / "status.json", self.snapshot
         )
+        self.web = WebHost(
+            reactor,
+            config,
+            self.store,
+            started_at=self.started_at,
+            loop_lag=self.loop_lag,
+            active_calls=self.switch.active_calls,
+            call_events=self.switch.events,
+            on_settings_changed=self.apply_live_settings,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -164,10 +178,12 @@ class PbxServer:
             self.transports.listen_udp(bind, config.sip.port)
         if "tcp" in transports:
             self.transports.listen_stream("TCP", bind, config.sip.port)
-        if "tls" in transports:
+        files = None
+        if "tls" in transports or config.http.port:
             files = ensure_tls_files(
                 config.data_dir, config.sip.tls_certificate, config.sip.tls_private_key, bind
             )
+        if "tls" in transports and files is not None:
             context = ssl.DefaultOpenSSLContextFactory(
                 str(files.private_key), str(files.certificate)
             )
@@ -178,8 +194,12 @@ class PbxServer:
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
         self._every(PURGE_INTERVAL, self._purge)
         self.status_file.start()
+        self.apply_live_settings()
+        self.web.start(files)
         for address in self.transports.listening():
             log.info("listening on %s", address)
+        for scheme, host, port in self.web.listening():
+            log.info("web UI on %s://%s:%d/", scheme, host or "0.0.0.0", port)
 
     def _rehash_for_realm(self) -> None:
         """After a realm change, recompute HA1 values from the encrypted passwords."""
@@ -209,6 +229,7 @@ class PbxServer:
         self.loop_lag.stop()
         self.gc_pauses.stop()
         self.status_file.stop()
+        yield self.web.stop()
         yield defer.gatherResults(
             [d for d in self.transports.stop() if d is not None], consumeErrors=True
         )
@@ -241,9 +262,35 @@ class PbxServer:
         return d
 
     def _commit_bindings(self, extension: str, **changes: Any) -> defer.Deferred[Any]:
-        return as_deferred(
+        d = as_deferred(
             self.store.write_async(registrations.apply_register, extension, **changes), self.reactor
         )
+        upserts = changes.get("upserts") or []
+
+        def committed(bindings: Any) -> Any:
+            self.web.registered(extension, upserts)  # devices table + live dashboards
+            return bindings
+
+        d.addCallback(committed)
+        return d
+
+    def apply_live_settings(self) -> defer.Deferred[Any]:
+        """Apply the telephony settings the web UI keeps in the database (they win over the
+        config file's [calls] values); called at start and when the UI changes them."""
+        d = as_deferred(self.store.read_async(all_settings), self.reactor)
+
+        def apply(values: dict[str, Any]) -> None:
+            for key, attribute in LIVE_SETTINGS.items():
+                value = values.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    setattr(self.switch, attribute, float(value))
+            codecs = values.get("calls.codec_order")
+            if isinstance(codecs, list) and hasattr(self.switch, "codec_order"):
+                self.switch.codec_order = [str(c) for c in codecs]
+
+        d.addCallback(apply)
+        d.addErrback(lambda f: log.error("live settings not applied: %s", f.getErrorMessage()))
+        return d
 
     def _lookup_callee(self, extension: str) -> defer.Deferred[Any]:
         """The extension's active bindings, its static contact first, and its call waiting
