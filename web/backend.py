@@ -1,0 +1,45 @@
+"""What the web app needs from the running server: the store, live state and configuration.
+
+Owns the ``Live`` protocol (implemented by pbx.webhost on the Twisted side, and by a static
+double in tests) and the ``WebContext`` handed to ``web.app.create_app``. Must not import
+twisted or flask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pbx.config import Config
+from pbx.store.db import Store
+
+
+class Live(Protocol):
+    """Live state of the running server; methods are called from WSGI threads."""
+
+    def registrations(self) -> list[dict]: ...
+
+    # extension, contact, user_agent, address, transport, expires_in
+
+    def active_calls(self) -> list[dict]: ...
+
+    # as Switch.active_calls(): call_id, caller, dialled, state, duration, codecs
+
+    def health(self) -> dict: ...
+
+    # uptime_s, cpu_percent, memory_rss, loop_lag_p99_ms, disk_free, db_size
+
+    def settings_changed(self) -> None: ...  # tell the running server to re-read live settings
+
+
+@dataclass
+class WebContext:
+    """Everything the Flask app and the services work with."""
+
+    store: Store
+    live: Live
+    data_dir: Path
+    config: Config
+    secret_key: bytes
+    generated_admin_password: bool = False  # unused by the app; informational
