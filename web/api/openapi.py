@@ -1,0 +1,368 @@
+"""The OpenAPI 3.1 document of the REST API, served at /api/v1/openapi.json.
+
+Owns the document builder and the response schemas (components). Paths, parameters and request
+bodies are generated from the ``Endpoint`` records the routes register (web/api/registry.py),
+so the document lists exactly the routes Flask serves; tests/web/test_api_openapi.py checks that
+both ways. Must not import twisted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from web.api.registry import ENDPOINTS, PREFIX, Endpoint
+
+log = logging.getLogger(__name__)
+
+_RULE_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+)(?:\([^)]*\))?:)?(?P<name>[a-z_]+)>")
+
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+
+
+def _obj(props: dict[str, Any], description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if description:
+        out["description"] = description
+    return out
+
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Error": _obj(
+        {"error": _STR, "field": _STR},
+        "Every failure: a message and, for a bad value, the field it concerns.",
+    ),
+    "Ok": _obj({"ok": {"type": "boolean"}}),
+    "User": _obj(
+        {
+            "extension": _STR,
+            "display_name": _STR,
+            "enabled": {"type": "boolean"},
+            "site_id": _INT_OR_NULL,
+            "call_waiting": {"type": "boolean"},
+            "static_contact": _STR_OR_NULL,
+            "created_at": _NUM,
+        }
+    ),
+    "UserCreated": {
+        "allOf": [
+            {"$ref": "#/components/schemas/User"},
+            _obj({"sip_password": _STR}, "The SIP password is shown only in this answer."),
+        ]
+    },
+    "SipPassword": _obj({"extension": _STR, "sip_password": _STR}),
+    "ImportResult": _obj(
+        {
+            "generated": {
+                "type": "array",
+                "items": _obj({"extension": _STR, "sip_password": _STR}),
+                "description": "Users whose SIP password was generated, with that password",
+            }
+        }
+    ),
+    "Provisioning": _obj(
+        {
+            "extension": _STR,
+            "display_name": _STR,
+            "server": _STR,
+            "port": {"type": "integer"},
+            "tls_port": {"type": "integer"},
+            "transports": {"type": "array", "items": _STR},
+            "username": _STR,
+            "auth_username": _STR,
+            "realm": _STR,
+            "password": _STR_OR_NULL,
+        },
+        "Settings for manual phone set-up; password only with with_password=true (audited).",
+    ),
+    "Site": _obj(
+        {
+            "id": {"type": "integer"},
+            "name": _STR,
+            "timezone": _STR,
+            "country_code": _STR,
+            "area_code": _STR,
+            "number_block_start": _STR,
+            "number_block_end": _STR,
+            "created_at": _NUM,
+        }
+    ),
+    "Device": _obj(
+        {
+            "id": {"type": "integer"},
+            "mac": _STR_OR_NULL,
+            "vendor": _STR,
+            "model": _STR,
+            "user_agent": _STR,
+            "extension": _STR_OR_NULL,
+            "address": _STR,
+            "first_seen": _NUM,
+            "last_seen": _NUM,
+            "state": {"type": "string", "enum": ["registered", "offline"]},
+        }
+    ),
+    "Registration": _obj(
+        {
+            "extension": _STR,
+            "contact": _STR,
+            "user_agent": _STR,
+            "address": _STR,
+            "transport": _STR,
+            "expires_in": _NUM,
+        }
+    ),
+    "ActiveCall": _obj(
+        {
+            "call_id": _STR,
+            "caller": _STR,
+            "dialled": _STR,
+            "state": _STR,
+            "duration": _NUM,
+            "codecs": {},
+        }
+    ),
+    "CallRecord": _obj(
+        {
+            "id": {"type": "integer"},
+            "call_id": _STR,
+            "caller": _STR,
+            "caller_name": _STR,
+            "callee": _STR,
+            "dialled": _STR,
+            "direction": _STR,
+            "caller_user": _STR_OR_NULL,
+            "callee_user": _STR_OR_NULL,
+            "caller_site": _STR_OR_NULL,
+            "callee_site": _STR_OR_NULL,
+            "started_at": _NUM,
+            "answered_at": _NUM_OR_NULL,
+            "ended_at": _NUM_OR_NULL,
+            "duration": _NUM_OR_NULL,
+            "disposition": _STR,
+            "hangup_side": _STR_OR_NULL,
+            "hangup_cause": _STR_OR_NULL,
+            "caller_codec": _STR_OR_NULL,
+            "callee_codec": _STR_OR_NULL,
+        }
+    ),
+    "CallRecordPage": _obj(
+        {
+            "records": {"type": "array", "items": {"$ref": "#/components/schemas/CallRecord"}},
+            "total": {"type": "integer"},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+        }
+    ),
+    "CallCounts": _obj(
+        {
+            "per_day": {"type": "array", "items": _obj({"day": _STR, "count": _INT})},
+            "per_user": {"type": "array", "items": _obj({"user": _STR, "count": _INT})},
+        }
+    ),
+    "Settings": _obj(
+        {
+            "live": {"$ref": "#/components/schemas/LiveSettings"},
+            "process": {
+                "type": "object",
+                "description": "Process settings ('section.key' -> value); effective at restart.",
+            },
+        }
+    ),
+    "LiveSettings": {
+        "type": "object",
+        "description": "Telephony settings ('calls.codec_order', 'calls.no_answer_timeout', ...).",
+    },
+    "ProcessSettings": _obj(
+        {"process": {"type": "object"}, "takes_effect": {"type": "string", "const": "at restart"}}
+    ),
+    "AuditEntry": _obj(
+        {
+            "id": {"type": "integer"},
+            "at": _NUM,
+            "actor": _STR,
+            "action": _STR,
+            "target": _STR,
+            "old": {},
+            "new": {},
+        }
+    ),
+    "Token": _obj(
+        {
+            "id": {"type": "integer"},
+            "name": _STR,
+            "role": _STR,
+            "site_id": _INT_OR_NULL,
+            "created_by": _STR,
+            "created_at": _NUM,
+            "expires_at": _NUM_OR_NULL,
+            "revoked_at": _NUM_OR_NULL,
+            "last_used_at": _NUM_OR_NULL,
+        }
+    ),
+    "TokenCreated": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Token"},
+            _obj({"token": _STR}, "The secret (use as Bearer token); shown only here."),
+        ]
+    },
+    "Account": _obj(
+        {
+            "username": _STR,
+            "role": _STR,
+            "site_id": _INT_OR_NULL,
+            "extension": _STR_OR_NULL,
+            "must_change_password": {"type": "boolean"},
+            "expires_at": _NUM_OR_NULL,
+            "disabled": {"type": "boolean"},
+            "failed_logins": _INT,
+            "locked_until": _NUM_OR_NULL,
+            "created_at": _NUM,
+        }
+    ),
+    "AccountCreated": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Account"},
+            _obj({"password": _STR}, "The password is shown only in this answer."),
+        ]
+    },
+    "AccountPassword": _obj({"username": _STR, "password": _STR}),
+    "SupportAccess": {
+        "description": "An AccountCreated (kind account) or a TokenCreated (kind token).",
+        "oneOf": [
+            {"$ref": "#/components/schemas/AccountCreated"},
+            {"$ref": "#/components/schemas/TokenCreated"},
+        ],
+    },
+    "Me": _obj(
+        {
+            "name": _STR,
+            "role": _STR,
+            "site_id": _INT_OR_NULL,
+            "extension": _STR_OR_NULL,
+            "expires_at": _NUM_OR_NULL,
+        }
+    ),
+    "OpenApi": {"type": "object", "description": "This document."},
+    "Health": _obj(
+        {
+            "uptime_s": _NUM,
+            "cpu_percent": _NUM,
+            "memory_rss": _NUM,
+            "loop_lag_p99_ms": _NUM,
+            "disk_free": _NUM,
+            "db_size": _NUM,
+        }
+    ),
+}
+
+
+def openapi_path(rule: str) -> str:
+    """Flask rule ``/users/<extension>`` -> OpenAPI path ``/api/v1/users/{extension}``."""
+    return PREFIX + _RULE_PARAM.sub(lambda m: "{" + m.group("name") + "}", rule)
+
+
+def _path_parameters(rule: str) -> list[dict[str, Any]]:
+    params = []
+    for match in _RULE_PARAM.finditer(rule):
+        schema: dict[str, Any] = {"type": "string"}
+        if match.group("conv") == "id":
+            schema = {"type": "integer", "minimum": 0, "maximum": 999_999_999}
+        params.append(
+            {"name": match.group("name"), "in": "path", "required": True, "schema": schema}
+        )
+    return params
+
+
+def _schema_ref(response: str) -> dict[str, Any]:
+    if response.endswith("[]"):
+        return {"type": "array", "items": {"$ref": f"#/components/schemas/{response[:-2]}"}}
+    return {"$ref": f"#/components/schemas/{response}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    params = _path_parameters(endpoint.rule)
+    if endpoint.query is not None:
+        params += endpoint.query.openapi_parameters()
+    success: dict[str, Any] = {"description": endpoint.summary}
+    if endpoint.response is not None:
+        if endpoint.content_type == "application/json":
+            success["content"] = {"application/json": {"schema": _schema_ref(endpoint.response)}}
+        else:
+            success["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+    op: dict[str, Any] = {
+        "operationId": endpoint.name,
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "parameters": params,
+        "responses": {str(endpoint.status): success},
+    }
+    if endpoint.body is not None:
+        op["requestBody"] = {
+            "required": not endpoint.body_optional,
+            "content": {"application/json": {"schema": endpoint.body.openapi()}},
+        }
+        op["responses"].update(
+            {
+                "400": _error("The body is not a JSON object"),
+                "413": _error("The body is too large"),
+                "415": _error("The body is not application/json"),
+            }
+        )
+    if endpoint.body is not None or endpoint.query is not None:
+        op["responses"]["422"] = _error("A field is missing, unknown or has a bad value")
+    if endpoint.public:
+        op["security"] = []
+    else:
+        op["responses"].update(
+            {
+                "401": _error("Missing, unknown, expired or revoked token"),
+                "403": _error("The token's role or site does not allow this"),
+            }
+        )
+    if "<" in endpoint.rule:
+        op["responses"]["404"] = _error("No such object")
+    if endpoint.method in ("POST", "PUT", "PATCH", "DELETE"):
+        op["responses"]["409"] = _error("Conflicts with existing data")
+    return op
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(openapi_path(endpoint.rule), {})[endpoint.method.lower()] = _operation(
+            endpoint
+        )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pbx REST API",
+            "version": "1",
+            "description": (
+                "Administration of pbx. Authenticate with `Authorization: Bearer <token>` "
+                "(tokens are created in the web UI or with POST /api/v1/tokens). Permissions "
+                "follow the token's role and site, as in the web UI. Errors are JSON "
+                '`{"error": message, "field": name}`.'
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
