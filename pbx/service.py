@@ -285,7 +285,7 @@ class PbxServer:
                 if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                     setattr(self.switch, attribute, float(value))
             codecs = values.get("calls.codec_order")
-            if isinstance(codecs, list) and hasattr(self.switch, "codec_order"):
+            if isinstance(codecs, list):
                 self.switch.codec_order = [str(c) for c in codecs]
 
         d.addCallback(apply)

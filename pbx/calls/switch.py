@@ -30,7 +30,7 @@ from twisted.internet import defer
 
 from pbx.calls import anchor
 from pbx.calls.local import FEATURES, Feature, LocalRefused, local_answer
-from pbx.calls.mediapath import MediaPath, MediaRefused
+from pbx.calls.mediapath import TRANSCODABLE, MediaPath, MediaRefused
 from pbx.calls.midcall import MidCall
 from pbx.calls.model import Call, CallEnded, CallEvents, CallStarted, LegAnswered, LegState
 from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
@@ -97,6 +97,9 @@ class Switch:
         self.max_duration = max_duration
         self.events = events or CallEvents()
         self.services = dict(services or {})  # dialled number -> pbx.calls.local feature name
+        # codecs offered to callees besides the caller's own (pbx transcodes), in this order;
+        # a live setting of the web UI
+        self.codec_order: list[str] = list(TRANSCODABLE)
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], SipLeg] = {}
         self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
@@ -269,7 +272,12 @@ class Switch:
         self.calls[call.call_id] = call
         try:
             path = MediaPath(
-                call.call_id, inbound_media, outbound_media, request.body, reactor=self._reactor
+                call.call_id,
+                inbound_media,
+                outbound_media,
+                request.body,
+                reactor=self._reactor,
+                transcodable=tuple(self.codec_order),
             )
         except MediaRefused as exc:
             log.info("[%s] media refused: %s", call.call_id, exc)
