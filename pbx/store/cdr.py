@@ -57,11 +57,28 @@ def _check(record: CallRecord) -> None:
         raise ValueError(f"unknown disposition {record.disposition!r}")
 
 
+def _with_sites(db: Database, record: CallRecord) -> CallRecord:
+    """The record with the sites its users belong to at call time (the site id as text), so
+    the record keeps them when a user later moves to another site."""
+    sites = {}
+    for field_name, user in (
+        ("caller_site", record.caller_user),
+        ("callee_site", record.callee_user),
+    ):
+        if getattr(record, field_name) is None and user:
+            row = db.conn.execute(
+                "SELECT site_id FROM users WHERE extension = ?", (user,)
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                sites[field_name] = str(row[0])
+    return _replace(record, **sites) if sites else record
+
+
 def open_record(db: Database, record: CallRecord) -> int:
     """Insert the row of an answered call (disposition 'open'); returns its id."""
     if record.answered_at is None:
         raise ValueError("an open record needs answered_at")
-    record = _replace(record, disposition="open")
+    record = _with_sites(db, _replace(record, disposition="open"))
     cursor = db.conn.execute(_INSERT, astuple(record)[:-1])
     return int(cursor.lastrowid or 0)
 
@@ -71,6 +88,7 @@ def add_record(db: Database, record: CallRecord) -> int:
     _check(record)
     if record.disposition == "open":
         raise ValueError("use open_record for calls in progress")
+    record = _with_sites(db, record)
     cursor = db.conn.execute(_INSERT, astuple(record)[:-1])
     return int(cursor.lastrowid or 0)
 

@@ -94,3 +94,14 @@ def test_purge_before_keeps_newer_and_open_records(store: Store) -> None:
     assert store.write(cdr.purge_before, T0 + DAY) == 2
     remaining = store.read(cdr.search_records)[0]
     assert sorted(r.call_id for r in remaining) == ["c3", "c4", "live"]
+
+
+def test_records_keep_the_sites_their_users_had_at_call_time(store: Store) -> None:
+    site = store.write(sites.add_site, "Berlin", "Europe/Berlin")
+    other = store.write(sites.add_site, "Munich", "Europe/Berlin")
+    store.write(users.add_user, "100", "Alice", site_id=site.id)
+    store.write(users.add_user, "200", "Bob")
+    _add(store, 1, "100", "200", T0)
+    store.write(users.set_user_site, "100", other.id)  # Alice moves after the call
+    (record,), _ = store.read(cdr.search_records)
+    assert (record.caller_site, record.callee_site) == (str(site.id), None)
