@@ -1,7 +1,7 @@
 """API routes for live state and call history: registrations, active calls, call records
 (search with the call-history page's filters, paging, CSV export) and per-day/per-user counts.
 
-Owns the /api/v1/registrations and /api/v1/calls* routes. Reads go through web/services.py,
+Owns the /api/v1/registrations and /api/v1/calls* routes. Reads go through web/services,
 which applies the site scope of a site administrator. Must not import twisted.
 """
 

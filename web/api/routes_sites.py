@@ -1,7 +1,7 @@
 """API routes for sites (create, read, change, delete) and devices (list).
 
 Owns the /api/v1/sites* and /api/v1/devices routes and their schemas; changes go through
-web/services.py. Must not import twisted.
+web/services. Must not import twisted.
 """
 
 from __future__ import annotations

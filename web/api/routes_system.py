@@ -2,7 +2,7 @@
 the caller's own identity and the OpenAPI document.
 
 Owns the /api/v1/settings*, /audit, /tokens*, /accounts*, /support-access, /health, /me and
-/openapi.json routes. Changes go through web/services.py and web/accounts.py (validation,
+/openapi.json routes. Changes go through web/services and web/accounts.py (validation,
 permissions, audit). Must not import twisted.
 """
 

@@ -2,7 +2,7 @@
 provisioning summary, CSV import and export.
 
 Owns the /api/v1/users* routes and their body schemas. Every change goes through
-web/services.py (validation, permissions, audit); a role 'user' token may read only its own
+web/services (validation, permissions, audit); a role 'user' token may read only its own
 extension. Must not import twisted.
 """
 
