@@ -24,19 +24,12 @@ from pbx.media import sdes
 from pbx.media.offer_answer import rewrite_connection
 from pbx.media.relay import MediaLeg
 from pbx.media.sdes import CryptoAttribute
-from pbx.media.sdp import SessionDescription, parse_cached
+from pbx.media.sdp import SessionDescription, parse_or_none
 
 log = logging.getLogger(__name__)
 
 
-def _parse(body: bytes) -> SessionDescription | None:
-    if not body:
-        return None
-    try:
-        return parse_cached(body)
-    except ValueError as exc:
-        log.info("SDP not understood (%s): passed on unchanged", exc)
-        return None
+_parse = parse_or_none
 
 
 def _first_audio(desc: SessionDescription) -> int | None:

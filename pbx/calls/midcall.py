@@ -44,7 +44,7 @@ from pbx.calls.session_timer import (
 from pbx.calls.sipleg import DIALOG_GONE, InboundLeg, OutboundLeg, SipLeg
 from pbx.media.dtmf import DTMF, DTMF_RELAY, parse_info_body
 from pbx.media.offer_answer import HoldState, hold_state, media_hold_state
-from pbx.media.sdp import Attribute, Direction, SessionDescription, parse_cached
+from pbx.media.sdp import Attribute, Direction, SessionDescription, parse_or_none
 from pbx.sip.message import Request, Response
 from pbx.sip.stack import IncomingRequest
 from pbx.sip.transport import Address
@@ -58,11 +58,7 @@ _DIRECTIONS = frozenset(d.value for d in Direction)
 # --- SDP direction helpers ------------------------------------------------------------------
 
 
-def _parse(body: bytes) -> SessionDescription | None:
-    try:
-        return parse_cached(body) if body else None
-    except ValueError:
-        return None
+_parse = parse_or_none
 
 
 def _audio(desc: SessionDescription) -> int | None:

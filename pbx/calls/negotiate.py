@@ -24,7 +24,7 @@ from pbx.media.sdp import (
     Connection,
     MediaDescription,
     SessionDescription,
-    parse_cached,
+    parse_or_none,
 )
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,7 @@ class MediaPlan:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _parse(body: bytes) -> SessionDescription | None:
-    if not body:
-        return None
-    try:
-        return parse_cached(body)
-    except ValueError as exc:
-        log.info("SDP not understood (%s)", exc)
-        return None
+_parse = parse_or_none
 
 
 def _first_audio(desc: SessionDescription) -> int | None:

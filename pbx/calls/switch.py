@@ -150,15 +150,7 @@ class Switch:
         """A service number: pbx answers the call itself and hands it to ``feature`` with a
         media endpoint (play, record, collect DTMF) on the caller's leg."""
         request = incoming.request
-        call = Call(
-            call_id=request.call_id,
-            caller=caller,
-            dialled=dialled,
-            caller_name=request.from_.display_name or "",
-        )
-        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
-        inbound.on_ended = self._leg_ended
-        call.add(inbound)
+        call, inbound = self._new_call(incoming, caller, dialled)
         self.calls[call.call_id] = call
         try:
             media = self._open_media(call, "A")
@@ -206,6 +198,21 @@ class Switch:
         d.addCallback(committed)
         d.addErrback(not_written)
 
+    def _new_call(
+        self, incoming: IncomingRequest, caller: str, dialled: str
+    ) -> tuple[Call, InboundLeg]:
+        """The call of an INVITE from ``caller``, with its inbound leg A."""
+        call = Call(
+            call_id=incoming.request.call_id,
+            caller=caller,
+            dialled=dialled,
+            caller_name=incoming.request.from_.display_name or "",
+        )
+        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
+        inbound.on_ended = self._leg_ended
+        call.add(inbound)
+        return call, inbound
+
     def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
         log.error("[%s] call set-up failed: %s", incoming.call_id, failure.getTraceback())
         if not incoming.final_sent:
@@ -250,15 +257,7 @@ class Switch:
             )
             return
         request = incoming.request
-        call = Call(
-            call_id=request.call_id,
-            caller=caller,
-            dialled=dialled,
-            caller_name=request.from_.display_name or "",
-        )
-        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
-        inbound.on_ended = self._leg_ended
-        call.add(inbound)
+        call, inbound = self._new_call(incoming, caller, dialled)
         try:
             inbound_media = self._open_media(call, "A")
             outbound_media = self._open_media(call, "B")

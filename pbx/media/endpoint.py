@@ -53,13 +53,7 @@ class MediaEndpoint:
         clock: PlayoutClock | None = None,
         prefetch: int = PREFETCH,
     ) -> None:
-        if clock is None:
-            if reactor is None:
-                from twisted.internet import reactor as default_reactor
-
-                reactor = default_reactor
-            clock = shared_clock(reactor)
-        self.clock = clock
+        self.clock = clock if clock is not None else shared_clock(reactor)
         self.leg = leg
         self.fmt = fmt
         self.stats_in = DirectionStats()

@@ -510,3 +510,15 @@ def parse_cached(body: bytes) -> SessionDescription:
     body several times (anchoring, codecs, SRTP, the codec plan), and descriptions are
     immutable, so they can be shared. Errors are not remembered."""
     return SessionDescription.parse(body)
+
+
+def parse_or_none(body: bytes) -> SessionDescription | None:
+    """The description of ``body``, or None when it is empty or not SDP (logged: a body pbx
+    cannot read is passed on or refused by the caller, never an error of pbx)."""
+    if not body:
+        return None
+    try:
+        return parse_cached(body)
+    except ValueError as exc:
+        log.info("SDP not understood (%s)", exc)
+        return None

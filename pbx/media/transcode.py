@@ -216,8 +216,12 @@ class PlayoutClock:
 _shared_clocks: dict[int, PlayoutClock] = {}
 
 
-def shared_clock(reactor: Any) -> PlayoutClock:
-    """The reactor's one :class:`PlayoutClock`."""
+def shared_clock(reactor: Any = None) -> PlayoutClock:
+    """The reactor's one :class:`PlayoutClock` (the global reactor when none is given)."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
     clock = _shared_clocks.get(id(reactor))
     if clock is None:
         clock = _shared_clocks[id(reactor)] = PlayoutClock(reactor)
@@ -467,13 +471,7 @@ class TranscodingBridge:
         clock: PlayoutClock | None = None,
         prefetch: int = PREFETCH,
     ) -> None:
-        if clock is None:
-            if reactor is None:
-                from twisted.internet import reactor as default_reactor
-
-                reactor = default_reactor
-            clock = shared_clock(reactor)
-        self.clock = clock
+        self.clock = clock if clock is not None else shared_clock(reactor)
         self.legs = {"A": a, "B": b}
         self.formats = {"A": a_format, "B": b_format}
         self.stats = {"A": DirectionStats(), "B": DirectionStats()}
