@@ -6,16 +6,17 @@ leg (the caller) and one outbound leg per registered contact of the dialled exte
 
 - answers 404 for an unknown number and 480 for an extension with no registered contact;
 - anchors media: each side gets its own RTP/RTCP port pair (pbx.media.relay) and SDP rewritten
-  to point at it (pbx.calls.anchor); the offer goes to the callees unchanged otherwise, so the
-  codec they pick is one the caller offered and packets are relayed untouched;
+  to point at it (pbx.calls.anchor); the media path of the call (pbx.calls.mediapath) decides
+  the callee's offer (the caller's codecs first, then what pbx transcodes; SRTP for phones on
+  TLS) and, once answered, relays untouched, translates events or transcodes;
+- answers service numbers itself (pbx.calls.local: the echo test) with a media endpoint;
 - relays 180 (and 183 with early media) to the caller once;
 - takes the first 2xx, CANCELs the other forks, commits the call record, then sends the 200 OK
   to the caller (so a crash never loses an answered call) and bridges the media;
 - answers 486 when every fork is busy, 480 after the no-answer time, the best failure otherwise;
 - handles CANCEL from the caller, BYE from either side, a missing ACK and a stream that stops.
 
-In-dialog requests are matched by dialog id (:meth:`Switch.handle_in_dialog`) before any
-authentication; an unknown dialog gets 481.
+In-dialog requests, ending calls and their records are :mod:`pbx.calls.calltable`'s.
 """
 
 from __future__ import annotations
@@ -29,23 +30,20 @@ from typing import Any
 from twisted.internet import defer
 
 from pbx.calls import anchor
+from pbx.calls.calltable import CallTable, Records, leg_media, record_of
 from pbx.calls.local import FEATURES, Feature, LocalRefused, local_answer
 from pbx.calls.mediapath import TRANSCODABLE, MediaPath, MediaRefused
-from pbx.calls.midcall import MidCall
-from pbx.calls.model import Call, CallEnded, CallEvents, CallStarted, LegAnswered, LegState
-from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
+from pbx.calls.model import Call, CallEvents, CallStarted, LegAnswered, LegState
+from pbx.calls.sipleg import InboundLeg, OutboundLeg
 from pbx.media.endpoint import MediaEndpoint
-from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch, unbridge
+from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool
 from pbx.media.srtp import SrtpContext, secure_leg
 from pbx.sip.client import ClientTransactions
-from pbx.sip.dialog import dialog_id_of_request, dialog_id_of_response
-from pbx.sip.errors import SipError
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Headers, Request, Response, new_call_id, new_tag
 from pbx.sip.stack import IncomingRequest
-from pbx.sip.transport import Address, Source
+from pbx.sip.transport import Address
 from pbx.sip.uri import SipUri, parse_uri
-from pbx.store.cdr import CallRecord
 from pbx.store.registrations import Binding
 
 log = logging.getLogger(__name__)
@@ -61,14 +59,14 @@ class Callee:
 
 
 Lookup = Callable[[str], "defer.Deferred[Callee]"]
-Records = Callable[..., "defer.Deferred[Any]"]
 
 # failure statuses in order of preference when every fork failed (RFC 3261 §16.7 step 6 spirit)
 _BUSY = (486, 600)
 
 
-class Switch:
-    """Owns the active calls; runs on the reactor thread."""
+class Switch(CallTable):
+    """Routes new calls: forking, answering, media set-up (the call table it extends owns the
+    active calls and how they end); runs on the reactor thread."""
 
     def __init__(
         self,
@@ -87,42 +85,24 @@ class Switch:
         min_se: int = 90,
         services: dict[str, str] | None = None,
     ) -> None:
-        self._reactor = reactor
-        self._client = client
-        self._ports = ports
+        super().__init__(
+            reactor,
+            client,
+            ports,
+            records,
+            t1=t1,
+            media_timeout=media_timeout,
+            events=events,
+            session_expires=session_expires,
+            min_se=min_se,
+        )
         self._lookup = lookup
-        self._records = records
-        self._t1 = t1
         self.no_answer = no_answer
         self.max_duration = max_duration
-        self.events = events or CallEvents()
         self.services = dict(services or {})  # dialled number -> pbx.calls.local feature name
         # codecs offered to callees besides the caller's own (pbx transcodes), in this order;
         # a live setting of the web UI
         self.codec_order: list[str] = list(TRANSCODABLE)
-        self.calls: dict[str, Call] = {}
-        self._dialogs: dict[tuple[str, str, str], SipLeg] = {}
-        self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
-        self.midcall = MidCall(
-            reactor,
-            client.contact,
-            self._media_host,
-            self._end_call,
-            t1=t1,
-            session_expires=session_expires,
-            min_se=min_se,
-        )
-        client.on_stray_2xx = self._stray_2xx
-
-    def start(self) -> None:
-        self._watch.start()
-
-    def stop(self) -> None:
-        self._watch.stop()
-        for call in list(self.calls.values()):
-            self._end_call(call, "interrupted", "server stopping")
-
-    # -- new calls -------------------------------------------------------------------------
 
     def on_invite(self, incoming: IncomingRequest, username: str) -> None:
         request = incoming.request
@@ -193,25 +173,10 @@ class Switch:
             log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
             self._end_call(call, "failed", "500")
 
-        record = _record(call, callee=dialled, answered_at=now, caller_codec=inbound.codec)
+        record = record_of(call, callee=dialled, answered_at=now, caller_codec=inbound.codec)
         d = self._records("open", record)
         d.addCallback(committed)
         d.addErrback(not_written)
-
-    def _new_call(
-        self, incoming: IncomingRequest, caller: str, dialled: str
-    ) -> tuple[Call, InboundLeg]:
-        """The call of an INVITE from ``caller``, with its inbound leg A."""
-        call = Call(
-            call_id=incoming.request.call_id,
-            caller=caller,
-            dialled=dialled,
-            caller_name=incoming.request.from_.display_name or "",
-        )
-        inbound = InboundLeg("A", caller, incoming, self._client, self._reactor, self._t1)
-        inbound.on_ended = self._leg_ended
-        call.add(inbound)
-        return call, inbound
 
     def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
         log.error("[%s] call set-up failed: %s", incoming.call_id, failure.getTraceback())
@@ -241,7 +206,7 @@ class Switch:
                 dialled=dialled,
                 caller_name=request.from_.display_name or "",
             )
-            record = _record(
+            record = record_of(
                 missed,
                 callee=dialled if exists else "",
                 callee_user=dialled if exists else None,
@@ -405,7 +370,7 @@ class Switch:
         inbound.codec, winner.codec = path.codecs
         answer = anchor.rewrite(answer, self._media_host(inbound.target), path.a)
         call.extra["sdp"] = {"A": answer, "B": winner.request.body}
-        record = _record(
+        record = record_of(
             call,
             callee=winner.party,
             callee_user=winner.party,
@@ -461,69 +426,11 @@ class Switch:
         inbound.reject(480, "No Answer")
         self._finish(call, "no answer", "480", side="callee")
 
-    def _caller_cancelled(self, call: Call) -> None:
-        inbound = call.legs[0]
-        if inbound.state in (LegState.ANSWERED, LegState.CONFIRMED):
-            return  # too late: the 200 OK went out first (RFC 3261 §9.2)
-        for leg in call.legs[1:]:
-            leg.hang_up("cancel")
-        assert isinstance(inbound, InboundLeg)
-        inbound.reject(487)
-        self._finish(call, "cancelled", "CANCEL", side="caller")
-
-    # -- in-dialog requests ------------------------------------------------------------------
-
-    def handle_in_dialog(self, incoming: IncomingRequest) -> bool:
-        """BYE/re-INVITE/INFO/UPDATE of a known dialog; False if none matches."""
-        leg = self._dialogs.get(dialog_id_of_request(incoming.request))
-        if leg is None or leg.dialog is None:
-            log.debug(
-                "[%s] no dialog %s (known: %s)",
-                incoming.call_id,
-                dialog_id_of_request(incoming.request),
-                list(self._dialogs),
-            )
-            return False
-        request = incoming.request
-        try:
-            leg.dialog.receive_request(request)
-        except SipError as exc:
-            incoming.respond(exc.status, exc.reason)
-            return True
-        if request.method == "BYE":
-            incoming.respond(200)
-            call = leg.call
-            if not leg.ended:
-                leg.move(LegState.ENDED)
-            if call is not None:
-                side = "caller" if leg is call.legs[0] else "callee"
-                self._end_call(call, "answered", "BYE", side=side)
-            return True
-        self.midcall.handle(leg, incoming)  # re-INVITE, UPDATE, INFO, ...
-        return True
-
-    def on_ack(self, request: Request, source: Source) -> None:
-        leg = self._dialogs.get(dialog_id_of_request(request))
-        if isinstance(leg, InboundLeg) and leg.state is LegState.ANSWERED:
-            leg.acked()
-        elif leg is not None:
-            self.midcall.on_ack(leg, request)  # the ACK of a re-INVITE's 2xx
-
-    def _stray_2xx(self, response: Response, source: Source) -> None:
-        """A 2xx retransmitted after its INVITE transaction ended: ACK it again."""
-        leg = self._dialogs.get(dialog_id_of_response(response))
-        if leg is not None:
-            leg.stray_2xx(response)
-
-    def _busy(self, extension: str) -> bool:
-        """Whether ``extension`` has a ringing or answered call (call waiting off)."""
-        return any(extension in (call.caller, call.dialled) for call in self.calls.values())
-
     def _reject_busy(self, incoming: IncomingRequest, caller: str, dialled: str) -> None:
         incoming.respond(486)
         request = incoming.request
         busy = Call(request.call_id, caller, dialled, request.from_.display_name or "")
-        record = _record(
+        record = record_of(
             busy,
             callee=dialled,
             callee_user=dialled,
@@ -535,153 +442,3 @@ class Switch:
         self._records("add", record).addErrback(
             lambda f: log.error("[%s] record not written: %s", request.call_id, f.getErrorMessage())
         )
-
-    # -- ending ------------------------------------------------------------------------------
-
-    def _leg_ended(self, leg: SipLeg, cause: str) -> None:
-        call = leg.call
-        if call is None or call.call_id not in self.calls:
-            return
-        if cause == "no ACK":
-            self._end_call(call, "answered", "no ACK", side="caller")
-
-    def _media_stopped(self, media: MediaLeg) -> None:
-        call = self.calls.get(media.name.split("/")[0])
-        if call is not None and call.answered_at is not None:
-            self._end_call(call, "answered", "media timeout", side="network")
-
-    def _end_call(self, call: Call, disposition: str, cause: str, side: str = "pbx") -> None:
-        if call.call_id not in self.calls:
-            return
-        for leg in call.legs:
-            if not leg.ended:
-                leg.hang_up(cause)
-        self._finish(call, disposition, cause, side)
-
-    def _finish(self, call: Call, disposition: str, cause: str, side: str) -> None:
-        if self.calls.pop(call.call_id, None) is None:
-            return
-        now = time.time()
-        call.ended_at = now
-        for name in ("no_answer", "max_duration"):
-            self._cancel_timer(call, name)
-        self.midcall.forget(call)
-        for leg in call.legs:
-            if isinstance(leg, SipLeg) and leg.dialog is not None:
-                self._dialogs.pop(leg.dialog.dialog_id, None)
-        self._close_media(call)
-        if call.answered_at is not None:
-            d = self._records(
-                "close",
-                call.call_id,
-                ended_at=now,
-                disposition=disposition,
-                hangup_side=side,
-                hangup_cause=cause,
-            )
-        else:
-            d = self._records(
-                "add",
-                _record(
-                    call,
-                    ended_at=now,
-                    disposition=disposition,
-                    hangup_side=side,
-                    hangup_cause=cause,
-                ),
-            )
-        d.addErrback(
-            lambda f: log.error("[%s] record not completed: %s", call.call_id, f.getErrorMessage())
-        )
-        self.events.publish(CallEnded(call.call_id, "", now, disposition, cause))
-        log.info(
-            "[%s] %s -> %s ended: %s (%s)",
-            call.call_id,
-            call.caller,
-            call.dialled,
-            disposition,
-            cause,
-        )
-        _release(call)
-
-    # -- media -------------------------------------------------------------------------------
-
-    def _open_media(self, call: Call, side: str) -> MediaLeg:
-        media = MediaLeg(f"{call.call_id}/{side}")
-        self._ports.open(media)
-        call.extra.setdefault("media", {})[side] = media
-        if side == "A":  # the caller's stream: a dead caller phone ends the call
-            self._watch.add(media)
-        return media
-
-    def _close_media(self, call: Call) -> None:
-        legs = call.extra.get("media", {})
-        endpoint = call.extra.pop("endpoint", None)
-        if endpoint is not None:
-            endpoint.stop()
-        path = call.extra.pop("path", None)
-        if path is not None:
-            path.stop()
-        elif "A" in legs and "B" in legs:
-            unbridge(legs["A"], legs["B"])
-        for media in legs.values():
-            self._watch.discard(media)
-            self._ports.close(media)
-        legs.clear()
-
-    def _media_host(self, target: Address) -> str:
-        return self._client.local_address(target)[0]
-
-    def _cancel_timer(self, call: Call, name: str) -> None:
-        timer = call.extra.pop(name, None)
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def active_calls(self) -> list[dict[str, Any]]:
-        """For ``pbx calls`` and the dashboard."""
-        now = time.time()
-        return [
-            {
-                "call_id": call.call_id,
-                "caller": call.caller,
-                "dialled": call.dialled,
-                "state": "answered" if call.answered_at else "ringing",
-                "duration": round(now - (call.answered_at or call.started_at), 1),
-                "codecs": sorted({leg.codec for leg in call.legs if leg.codec}),
-            }
-            for call in self.calls.values()
-        ]
-
-
-def leg_media(call: Call) -> MediaLeg:
-    """The media leg facing the callees."""
-    media: MediaLeg = call.extra["media"]["B"]
-    return media
-
-
-def _release(call: Call) -> None:
-    """Break an ended call's reference cycles so reference counting frees it at once.
-
-    Its transactions live on for 32 s (RFC 6026 Accepted, timer J) and would otherwise keep
-    the whole call (legs, dialogs, media, SDP) alive through their callbacks; at 100 calls/s
-    that is hundreds of thousands of objects for the garbage collector's older generations
-    to walk, in pauses of hundreds of milliseconds.
-    """
-    for leg in call.legs:
-        if isinstance(leg, InboundLeg):
-            leg.incoming.on_cancel = None
-        leg.call = None
-    call.extra.clear()
-
-
-def _record(call: Call, **fields: Any) -> CallRecord:
-    """The call record of ``call``: what every row has, plus ``fields``."""
-    return CallRecord(
-        call_id=call.call_id,
-        caller=call.caller,
-        dialled=call.dialled,
-        caller_name=call.caller_name,
-        caller_user=call.caller,
-        started_at=call.started_at,
-        **fields,
-    )
