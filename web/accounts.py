@@ -248,18 +248,15 @@ def update_account(
         admins.update_admin(db, username, **changes)
         new = admins.get_admin(db, username)
         assert new is not None
-        before, after = account_dict(old), account_dict(new)
-        changed = {k: v for k, v in before.items() if after[k] != v}
-        if changed:
-            audit.record(
-                db,
-                actor=actor.actor,
-                action="account.update",
-                target=username,
-                old=changed,
-                new={k: after[k] for k in changed},
-                at=now,
-            )
+        audit.record_changes(
+            db,
+            actor=actor.actor,
+            action="account.update",
+            target=username,
+            before=account_dict(old),
+            after=account_dict(new),
+            at=now,
+        )
         return new
 
     return account_dict(_write(ctx, apply))

@@ -44,6 +44,26 @@ def record(
     )
 
 
+def record_changes(
+    db: Database,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    at: float,
+) -> bool:
+    """Append one entry with only the fields that differ between ``before`` and ``after``
+    (old and new values); nothing when none differ. Returns whether an entry was written."""
+    changed = {key: value for key, value in before.items() if after.get(key) != value}
+    if not changed:
+        return False
+    new = {key: after.get(key) for key in changed}
+    record(db, actor=actor, action=action, target=target, old=changed, new=new, at=at)
+    return True
+
+
 def list_entries(
     db: Database,
     limit: int = 100,

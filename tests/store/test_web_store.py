@@ -180,3 +180,14 @@ def test_audit_filters_and_paging(store: Store) -> None:
     assert [e.target for e in store.read(audit.list_entries, since=1.0, until=3.0)] == ["2", "1"]
     assert store.read(audit.count_entries, actor="web:a0") == 2
     assert store.read(audit.count_entries, action="user.*", until=4.0) == 2
+
+
+def test_record_changes_keeps_only_the_fields_that_differ(store: Store) -> None:
+    before = {"name": "Alice", "site": 1, "enabled": True}
+    after = {"name": "Alice B.", "site": 1, "enabled": False}
+    kw = {"actor": "web:admin", "action": "user.update", "target": "100", "at": 1.0}
+    assert store.write(audit.record_changes, before=before, after=after, **kw)
+    assert not store.write(audit.record_changes, before=after, after=after, **kw)
+    (entry,) = store.read(audit.list_entries)
+    assert entry.old == {"name": "Alice", "enabled": True}
+    assert entry.new == {"name": "Alice B.", "enabled": False}

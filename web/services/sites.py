@@ -107,18 +107,15 @@ def update_site(
             new = sites.update_site(db, site_id, **values) if values else old
         except store_errors.AlreadyExists:
             raise Conflict(f"a site named {values.get('name')!r} already exists") from None
-        before, after = site_dict(old), site_dict(new)
-        changed = {k: v for k, v in before.items() if after[k] != v}
-        if changed:
-            audit.record(
-                db,
-                actor=actor.actor,
-                action="site.update",
-                target=new.name,
-                old=changed,
-                new={k: after[k] for k in changed},
-                at=now,
-            )
+        audit.record_changes(
+            db,
+            actor=actor.actor,
+            action="site.update",
+            target=new.name,
+            before=site_dict(old),
+            after=site_dict(new),
+            at=now,
+        )
         return new
 
     return site_dict(_write(ctx, apply))

@@ -160,18 +160,15 @@ def update_user(
             users.set_static_contact(db, extension, changes["static_contact"])
         new = users.get_user(db, extension)
         assert new is not None
-        before, after = user_dict(old), user_dict(new)
-        diff_old = {k: v for k, v in before.items() if after[k] != v}
-        if diff_old:
-            audit.record(
-                db,
-                actor=actor.actor,
-                action="user.update",
-                target=extension,
-                old=diff_old,
-                new={k: after[k] for k in diff_old},
-                at=now,
-            )
+        audit.record_changes(
+            db,
+            actor=actor.actor,
+            action="user.update",
+            target=extension,
+            before=user_dict(old),
+            after=user_dict(new),
+            at=now,
+        )
         return new
 
     return user_dict(_write(ctx, apply))
@@ -200,18 +197,15 @@ def update_own_user(ctx: WebContext, actor: Account, data: dict[str, Any]) -> di
             users.set_call_waiting(db, extension, changes["call_waiting"])
         new = users.get_user(db, extension)
         assert new is not None
-        before, after = user_dict(old), user_dict(new)
-        changed = {k: v for k, v in before.items() if after[k] != v}
-        if changed:
-            audit.record(
-                db,
-                actor=actor.actor,
-                action="user.update",
-                target=extension,
-                old=changed,
-                new={k: after[k] for k in changed},
-                at=now,
-            )
+        audit.record_changes(
+            db,
+            actor=actor.actor,
+            action="user.update",
+            target=extension,
+            before=user_dict(old),
+            after=user_dict(new),
+            at=now,
+        )
         return new
 
     return user_dict(_write(ctx, apply))
