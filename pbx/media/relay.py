@@ -160,6 +160,25 @@ def unbridge(a: MediaLeg, b: MediaLeg) -> None:
         sock.peer = None
 
 
+def _direct_reads(reactor: Any, listening: Any) -> None:
+    """On the asyncio reactor, let the event loop call the port's ``doRead`` directly.
+
+    Twisted registers every reader with ``callWithLogger(reader, _readOrWrite, ...)``: a log
+    context pushed and popped and a file-descriptor check per wake-up, which for a media
+    socket (one wake-up per packet) costs about as much as the relay itself. The port stays a
+    Twisted ``listenUDP`` port in the reactor's books (stopListening removes the fd as usual);
+    a UDP port's doRead handles its socket errors itself and logs protocol exceptions.
+    """
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    readers = getattr(reactor, "_readers", None)
+    if loop is None or readers is None or listening not in readers:
+        return
+    try:
+        loop.add_reader(listening.fileno(), listening.doRead)
+    except (OSError, ValueError) as exc:  # keep Twisted's registration
+        log.debug("direct reads not set up: %s", exc)
+
+
 class PortPool:
     """RTP/RTCP port pairs (RTP even, RTCP = RTP + 1, RFC 3550 §11) from the configured range.
 
@@ -200,6 +219,7 @@ class PortPool:
                 # Twisted's default read loop pays a second recvfrom (EAGAIN, raised and caught)
                 # for every packet; a socket with more queued is simply readable again
                 listening.maxThroughput = 1
+                _direct_reads(self._reactor, listening)
             return
         raise NoPortsAvailable(f"no free RTP port pair ({self.size} in the range)")
 
