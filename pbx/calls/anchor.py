@@ -39,15 +39,20 @@ def _first_audio(desc: SessionDescription) -> int | None:
     return None
 
 
+def _audio(body: bytes) -> tuple[SessionDescription, int] | None:
+    """``body`` parsed with the index of its first audio stream; None without one."""
+    desc = _parse(body)
+    index = None if desc is None else _first_audio(desc)
+    return None if desc is None or index is None else (desc, index)
+
+
 def remote(body: bytes) -> tuple[str, int, int | None] | None:
     """(address, rtp port, RFC 3605 rtcp port or None) of the first audio stream; None when
     there is none or it is on hold with the RFC 2543 address 0.0.0.0."""
-    desc = _parse(body)
-    if desc is None:
+    found = _audio(body)
+    if found is None:
         return None
-    index = _first_audio(desc)
-    if index is None:
-        return None
+    desc, index = found
     connection = desc.media_connection(index)
     if connection is None or connection.address in ("0.0.0.0", "::"):
         return None
@@ -56,24 +61,12 @@ def remote(body: bytes) -> tuple[str, int, int | None] | None:
     return connection.address, media.port, rtcp.port if rtcp is not None else None
 
 
-def codec(body: bytes) -> str:
-    """The first codec of the first audio stream (the one an answer chose), e.g. 'PCMU'."""
-    desc = _parse(body)
-    index = None if desc is None else _first_audio(desc)
-    if desc is None or index is None:
-        return ""
-    codecs = desc.media[index].codecs()
-    return codecs[0].encoding if codecs else ""
-
-
 def rewrite(body: bytes, address: str, media: MediaLeg | None) -> bytes:
     """``body`` with its first audio stream pointed at ``media``'s ports on ``address``."""
-    desc = None if media is None else _parse(body)
-    if desc is None or media is None:
+    found = None if media is None else _audio(body)
+    if found is None or media is None:
         return body
-    index = _first_audio(desc)
-    if index is None:
-        return body
+    desc, index = found
     streams = tuple(
         m if i == index or m.port == 0 else dataclasses.replace(m, port=0)
         for i, m in enumerate(desc.media)
@@ -103,10 +96,10 @@ def srtp_offered(body: bytes) -> SrtpTerms | None:
     """The SDES terms for answering ``body`` when its first audio stream is SRTP (None for
     plain RTP). Raises :class:`SdesError` for an SRTP offer without a usable a=crypto line
     (the caller then gets 488)."""
-    desc = _parse(body)
-    index = None if desc is None else _first_audio(desc)
-    if desc is None or index is None:
+    found = _audio(body)
+    if found is None:
         return None
+    desc, index = found
     proto = desc.media[index].proto
     if proto not in sdes.SECURE_PROTOS:
         return None
@@ -117,11 +110,8 @@ def srtp_offered(body: bytes) -> SrtpTerms | None:
 def _on_first_audio(
     body: bytes, change: Callable[[SessionDescription, int], SessionDescription]
 ) -> bytes:
-    desc = _parse(body)
-    index = None if desc is None else _first_audio(desc)
-    if desc is None or index is None:
-        return body
-    return change(desc, index).serialize().encode()
+    found = _audio(body)
+    return body if found is None else change(*found).serialize().encode()
 
 
 def plain(body: bytes) -> bytes:
@@ -147,10 +137,10 @@ def secure_offer(body: bytes) -> tuple[bytes, list[CryptoAttribute]]:
 def srtp_answered(body: bytes, offered: list[CryptoAttribute]) -> SrtpTerms | None:
     """The SDES terms a phone's answer accepted from ``offered``; None when it answered plain
     RTP. Raises :class:`SdesError` when the answer's crypto does not match the offer."""
-    desc = _parse(body)
-    index = None if desc is None else _first_audio(desc)
-    if desc is None or index is None:
+    found = _audio(body)
+    if found is None:
         return None
+    desc, index = found
     proto = desc.media[index].proto
     if proto not in sdes.SECURE_PROTOS:
         return None

@@ -24,7 +24,6 @@ def leg(ports: tuple[int, int] = (20000, 20001)) -> MediaLeg:
 
 def test_remote_reads_the_first_audio_stream() -> None:
     assert anchor.remote(OFFER) == ("127.0.0.2", 41000, 41001)
-    assert anchor.codec(OFFER) == "G722"
 
 
 def test_rewrite_points_audio_at_pbx_and_refuses_other_streams() -> None:
@@ -41,4 +40,4 @@ def test_hold_address_and_garbage_are_handled() -> None:
     held = OFFER.replace(b"c=IN IP4 127.0.0.2", b"c=IN IP4 0.0.0.0")
     assert anchor.remote(held) is None
     assert anchor.rewrite(b"not sdp at all", "127.0.0.1", leg()) == b"not sdp at all"
-    assert anchor.remote(b"") is None and anchor.codec(b"") == ""
+    assert anchor.remote(b"") is None
