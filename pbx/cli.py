@@ -67,8 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--contact", metavar="URI", help="static contact sip:IP:PORT (phones that never register)"
     )
     _data_arg(add)
-    user_set = user_sub.add_parser("set", help="change call waiting or the static contact")
+    user_set = user_sub.add_parser(
+        "set", help="change call waiting, the static contact or whether the user is enabled"
+    )
     user_set.add_argument("extension")
+    user_set.add_argument(
+        "--enabled",
+        choices=("on", "off"),
+        help="off: the extension cannot register or call and calls to it get 480",
+    )
     user_set.add_argument(
         "--call-waiting", choices=("on", "off"), help="off: a second call gets busy (486)"
     )

@@ -231,6 +231,7 @@ def user_show(args: argparse.Namespace) -> int:
     password = secret_box(directory).decrypt(creds.password_enc)
     print(f"extension:    {user.extension}")
     print(f"name:         {user.display_name}")
+    print(f"enabled:      {'yes' if user.enabled else 'no'}")
     print(f"server:       {cfg.sip.bind or '<this server address>'}")
     print(f"port:         {cfg.sip.port} (UDP/TCP), {cfg.tls_port} (TLS)")
     print(f"username:     {user.extension}")
@@ -269,8 +270,10 @@ def user_passwd(args: argparse.Namespace) -> int:
 
 
 def user_set(args: argparse.Namespace) -> int:
-    """Change per-user call options: call waiting and the static contact."""
+    """Change per-user options: enabled, call waiting and the static contact."""
     changes: dict[str, Any] = {}
+    if getattr(args, "enabled", None) is not None:
+        changes["enabled"] = args.enabled == "on"
     if args.call_waiting is not None:
         changes["call_waiting"] = args.call_waiting == "on"
     if args.contact is not None:
@@ -278,7 +281,8 @@ def user_set(args: argparse.Namespace) -> int:
         changes["contact"] = None if clear else check_contact(args.contact)
     if not changes:
         raise CommandError(
-            "nothing to change: give --call-waiting on|off and/or --contact URI|none"
+            "nothing to change: give --enabled on|off, --call-waiting on|off "
+            "and/or --contact URI|none"
         )
     store = open_store(data_dir(args))
     try:
@@ -287,6 +291,8 @@ def user_set(args: argparse.Namespace) -> int:
             old = users.get_user(db, args.extension)
             if old is None:
                 raise NotFound(args.extension)
+            if "enabled" in changes:  # disabling drops the registrations too
+                users.set_user_enabled(db, args.extension, changes["enabled"])
             if "call_waiting" in changes:
                 users.set_call_waiting(db, args.extension, changes["call_waiting"])
             if "contact" in changes:
@@ -296,7 +302,11 @@ def user_set(args: argparse.Namespace) -> int:
                 actor=actor(),
                 action="user.set",
                 target=args.extension,
-                old={"call_waiting": old.call_waiting, "contact": old.static_contact},
+                old={
+                    "enabled": old.enabled,
+                    "call_waiting": old.call_waiting,
+                    "contact": old.static_contact,
+                },
                 new=changes,
                 at=time.time(),
             )

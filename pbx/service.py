@@ -33,7 +33,7 @@ from pbx.sip.guard import Ban as GuardBan
 from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.message import Limits
 from pbx.sip.methods import Methods
-from pbx.sip.registrar import Registrar, RegistrarPolicy
+from pbx.sip.registrar import RegisterRefused, Registrar, RegistrarPolicy
 from pbx.sip.stack import ALLOWED_METHODS, Stack, StackOptions
 from pbx.sip.transaction import TimerConfig
 from pbx.sip.transport import Transports
@@ -42,6 +42,7 @@ from pbx.store import cdr, registrations, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
+from pbx.store.errors import NotFound
 from pbx.store.settings import all_settings
 from pbx.webhost import WebHost
 
@@ -238,18 +239,20 @@ class PbxServer:
     # -- store glue (reactor side) -------------------------------------------------------------
 
     def _lookup_credentials(self, username: str) -> defer.Deferred[Any]:
-        """Credentials from a short-lived cache, else from a reader thread.
+        """Credentials from a short-lived cache, else from a reader thread; None for an
+        unknown or disabled user (Access answers both like a wrong password).
 
         A phone re-registers with the same credentials again and again; the cache saves a
         thread round trip per request. Changes made by another process (``pbx user passwd``,
-        ``pbx user del``) take effect within CREDENTIALS_TTL seconds.
+        ``pbx user del``, disabling) take effect within CREDENTIALS_TTL seconds.
         """
         now = time.monotonic()
         cached = self._credentials.get(username)
         if cached is not None and now - cached[0] < CREDENTIALS_TTL:
             return defer.succeed(cached[1])
         d = as_deferred(
-            self.store.read_async(store_credentials.get_credentials, username), self.reactor
+            self.store.read_async(store_credentials.get_enabled_credentials, username),
+            self.reactor,
         )
 
         def remember(credentials: Any) -> Any:
@@ -271,7 +274,7 @@ class PbxServer:
             self.web.registered(extension, upserts)  # devices table + live dashboards
             return bindings
 
-        d.addCallback(committed)
+        d.addCallbacks(committed, _refuse_gone_user, errbackArgs=(extension,))
         return d
 
     def apply_live_settings(self) -> defer.Deferred[Any]:
@@ -293,22 +296,8 @@ class PbxServer:
         return d
 
     def _lookup_callee(self, extension: str) -> defer.Deferred[Any]:
-        """The extension's active bindings, its static contact first, and its call waiting
-        setting, from a reader thread."""
-
-        def read(db: Any) -> Callee:
-            user = users.get_user(db, extension)
-            if user is None:
-                return Callee(False, [])
-            now = time.time()
-            bindings = registrations.list_bindings(db, now=now, extension=extension)
-            if user.static_contact:
-                static = static_binding(extension, user.static_contact, now)
-                if static is not None and all(b.contact != static.contact for b in bindings):
-                    bindings.insert(0, static)
-            return Callee(True, bindings, user.call_waiting)
-
-        return as_deferred(self.store.read_async(read), self.reactor)
+        """What :func:`callee_of` finds for ``extension``, from a reader thread."""
+        return as_deferred(self.store.read_async(callee_of, extension, time.time()), self.reactor)
 
     def _call_record(self, kind: str, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
         """Write a call record: 'open' at answer, 'close' at the end, 'add' for unanswered."""
@@ -378,6 +367,32 @@ class PbxServer:
             "loop_lag": self.loop_lag.snapshot(),
             "gc": self.gc_pauses.snapshot(),
         }
+
+
+def callee_of(db: Any, extension: str, now: float) -> Callee:
+    """The extension's active bindings, its static contact first, and its call waiting
+    setting. A disabled extension exists but has no contacts: the switch answers 480 Not
+    Registered, as for an extension no phone is registered to (404 only for unknown ones)."""
+    user = users.get_user(db, extension)
+    if user is None:
+        return Callee(False, [])
+    if not user.enabled:
+        return Callee(True, [], user.call_waiting)
+    bindings = registrations.list_bindings(db, now=now, extension=extension)
+    if user.static_contact:
+        static = static_binding(extension, user.static_contact, now)
+        if static is not None and all(b.contact != static.contact for b in bindings):
+            bindings.insert(0, static)
+    return Callee(True, bindings, user.call_waiting)
+
+
+def _refuse_gone_user(failure: Failure, extension: str) -> Any:
+    """A REGISTER authenticated with cached credentials whose user was disabled or deleted
+    meanwhile (the store refuses it with NotFound): 403, not 500."""
+    failure.trap(NotFound)
+    raise RegisterRefused(
+        f"{extension} is not an enabled extension", status=403, reason="Forbidden"
+    )
 
 
 class BindingCommits:

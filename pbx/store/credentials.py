@@ -44,8 +44,21 @@ def set_credentials(db: Database, creds: Credentials) -> None:
 
 
 def get_credentials(db: Database, extension: str) -> Credentials | None:
+    """The stored credentials, whether the user is enabled or not (showing, re-hashing)."""
     row = db.execute(
         f"SELECT {_COLUMNS} FROM credentials WHERE extension = ?", [extension]
+    ).fetchone()
+    return None if row is None else Credentials(*row)
+
+
+def get_enabled_credentials(db: Database, extension: str) -> Credentials | None:
+    """The credentials phones authenticate with: None for an unknown or a disabled user, so
+    that both get exactly the answers of a wrong password."""
+    columns = ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
+    row = db.execute(
+        f"SELECT {columns} FROM credentials c JOIN users u ON u.extension = c.extension "
+        "WHERE c.extension = ? AND u.enabled = 1",
+        [extension],
     ).fetchone()
     return None if row is None else Credentials(*row)
 

@@ -91,16 +91,17 @@ def apply_register(
     """Apply one REGISTER atomically; return the extension's active bindings afterwards.
 
     Order: ``remove_all`` (``Contact: *``), then ``removes`` (contacts with expires 0), then
-    ``upserts`` (insert or refresh per contact). Raises NotFound for an unknown extension and
-    ValueError if an upsert belongs to another extension. Run it as one writer job so that it
-    commits as a whole.
+    ``upserts`` (insert or refresh per contact). Raises NotFound for an unknown or disabled
+    extension and ValueError if an upsert belongs to another extension. Run it as one writer
+    job so that it commits as a whole.
     """
     for b in upserts:
         if b.extension != extension:
             raise ValueError(f"binding for {b.extension} passed to apply_register({extension})")
     conn = db.conn
-    if conn.execute("SELECT 1 FROM users WHERE extension = ?", (extension,)).fetchone() is None:
-        raise NotFound(f"no extension {extension}")
+    found = conn.execute("SELECT enabled FROM users WHERE extension = ?", (extension,)).fetchone()
+    if found is None or not found[0]:
+        raise NotFound(f"no enabled extension {extension}")
     if remove_all:
         conn.execute("DELETE FROM bindings WHERE extension = ?", (extension,))
     if removes:
@@ -128,6 +129,11 @@ def list_bindings(db: Database, *, now: float, extension: str | None = None) -> 
             _SELECT_ACTIVE + " AND extension = ? ORDER BY contact", [now, extension]
         )
     return [_binding(row) for row in cursor.fetchall()]
+
+
+def drop_bindings(db: Database, extension: str) -> int:
+    """Delete every binding of ``extension`` (it was disabled); return how many."""
+    return int(db.execute("DELETE FROM bindings WHERE extension = ?", [extension]).rowcount)
 
 
 def purge_expired(db: Database, now: float) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from pbx.store import registrations
 from pbx.store.errors import AlreadyExists, NotFound
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,18 @@ def list_users(db: Database, site_id: int | None = None) -> list[User]:
 
 
 def set_user_enabled(db: Database, extension: str, enabled: bool) -> None:
-    """Enable or disable a user; raise NotFound if it does not exist."""
+    """Enable or disable a user; raise NotFound if it does not exist.
+
+    Disabling drops the user's bindings in the same transaction: a disabled user is not
+    reachable and cannot register (pbx.store.credentials.get_enabled_credentials).
+    """
     cursor = db.execute(
         "UPDATE users SET enabled = ? WHERE extension = ?", [int(enabled), extension]
     )
     if cursor.rowcount == 0:
         raise NotFound(f"no extension {extension}")
+    if not enabled:
+        registrations.drop_bindings(db, extension)
 
 
 def set_call_waiting(db: Database, extension: str, enabled: bool) -> None:

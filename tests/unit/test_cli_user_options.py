@@ -59,3 +59,24 @@ def test_user_set_needs_an_option_and_an_existing_extension(tmp_path: Path) -> N
     assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
     missing = pbx("user", "set", "999", "--call-waiting", "off", data=data)
     assert missing.returncode == 1 and "no extension 999" in missing.stderr
+
+
+def test_user_set_enabled_off_disables_and_drops_the_registrations(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert pbx("user", "add", "302", data=data).returncode == 0
+    with sqlite3.connect(data / "pbx.sqlite") as db:
+        db.execute(
+            "INSERT INTO bindings (extension, contact, expires_at, call_id, cseq, transport, "
+            "source_host, source_port, user_agent, path, updated_at) VALUES ('302', "
+            "'sip:302@127.0.0.1:5062', 4e9, 'c', 1, 'UDP', '127.0.0.1', 5062, 'ua', '[]', 0)"
+        )
+    off = pbx("user", "set", "302", "--enabled", "off", data=data)
+    assert off.returncode == 0, off.stderr
+    assert "302: enabled off" in off.stdout
+    with sqlite3.connect(data / "pbx.sqlite") as db:
+        assert db.execute("SELECT enabled FROM users WHERE extension = '302'").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM bindings").fetchone() == (0,)
+    assert "enabled:      no" in pbx("user", "show", "302", data=data).stdout
+    on = pbx("user", "set", "302", "--enabled", "on", data=data)
+    assert on.returncode == 0, on.stderr
+    assert "enabled:      yes" in pbx("user", "show", "302", data=data).stdout
