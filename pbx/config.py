@@ -58,6 +58,7 @@ class HttpConfig:
 class RtpConfig:
     port_min: int = 10000
     port_max: int = 30000
+    latch_any_address: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,13 @@ class PbxServer:
         )
         self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
         self.stack.sink = self.methods
-        self.ports = PortPool(reactor, config.rtp.port_min, config.rtp.port_max, sip.bind)
+        self.ports = PortPool(
+            reactor,
+            config.rtp.port_min,
+            config.rtp.port_max,
+            sip.bind,
+            latch_any=config.rtp.latch_any_address,
+        )
         calls = config.calls
         self.switch = Switch(
             reactor,

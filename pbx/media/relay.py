@@ -10,8 +10,12 @@ per packet set hooks on their sockets: ``unwrap``/``wrap`` (SRTP, pbx.media.srtp
 Symmetric RTP with latching: the address from the SDP is a first guess; the first packet from
 the phone decides where its media really comes from (a phone behind NAT), and media for that
 phone is sent there from then on. Until a packet arrives, media goes to the SDP address.
-Packets from any other address are dropped (no media injection by third parties), except that
-a leg silent for ``relatch_after`` seconds may latch anew (a phone that changed address).
+Only a packet from an IP the phone is known by may latch: its signalling source or its SDP
+address (:meth:`MediaLeg.expect`); anything else is dropped, so a third party cannot take the
+stream over by sending first ("RTP bleed"). A leg silent for ``relatch_after`` seconds may
+latch anew, but only from the same IP (a NAT that gave the phone a new port). A new SDP
+address (re-INVITE) starts over. ``latch_any`` (``[rtp] latch_any_address``) lets any source
+latch, for phones behind NATs whose media leaves from another address than their signalling.
 
 Streams that stop are found by :class:`StreamWatch`, which compares packet counters every few
 seconds instead of reading the clock per packet.
@@ -46,6 +50,7 @@ class RelaySocket(protocol.DatagramProtocol):
         self.leg = leg
         self.rtcp = rtcp
         self.remote: Address | None = None  # where this leg's phone is (latched or from SDP)
+        self.offered: Address | None = None  # the address its SDP gave
         self.latched = False
         self.peer: RelaySocket | None = None  # the same-kind socket of the other leg
         # processing hooks, all None on the untouched path:
@@ -61,7 +66,7 @@ class RelaySocket(protocol.DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
         moved = addr != self.remote or not self.latched
-        if moved and self.latched and not self.leg.may_relatch(self):
+        if moved and not self.leg.may_latch(self, addr):
             self.dropped += 1
             return
         if self.unwrap is not None:
@@ -111,12 +116,14 @@ class RelaySocket(protocol.DatagramProtocol):
 class MediaLeg:
     """The media of one call leg: an RTP/RTCP socket pair facing one phone."""
 
-    def __init__(self, name: str, relatch_after: float = 5.0) -> None:
+    def __init__(self, name: str, relatch_after: float = 5.0, latch_any: bool = False) -> None:
         self.name = name
         self.rtp = RelaySocket(self, rtcp=False)
         self.rtcp = RelaySocket(self, rtcp=True)
         self.local_ports: tuple[int, int] = (0, 0)
         self.relatch_after = relatch_after
+        self.latch_any = latch_any
+        self.known_hosts: set[str] = set()  # IPs the phone is known by (signalling, SDP)
         self._silent_checks = 0
         self._last_received = 0
         self.listening: list[Any] = []
@@ -125,15 +132,32 @@ class MediaLeg:
     def local_rtp_port(self) -> int:
         return self.local_ports[0]
 
-    def set_remote(self, host: str, rtp_port: int, rtcp_port: int | None = None) -> None:
-        """The phone's media address from its SDP (RFC 3605 a=rtcp, else RTP port + 1)."""
-        if not self.rtp.latched:
-            self.rtp.remote = (host, rtp_port)
-        if not self.rtcp.latched:
-            self.rtcp.remote = (host, rtcp_port if rtcp_port is not None else rtp_port + 1)
+    def expect(self, host: str) -> None:
+        """Media from ``host`` may latch (the phone's signalling source address)."""
+        self.known_hosts.add(host)
 
-    def may_relatch(self, sock: RelaySocket) -> bool:
-        """A latched leg may move only after it went silent (see StreamWatch)."""
+    def set_remote(self, host: str, rtp_port: int, rtcp_port: int | None = None) -> None:
+        """The phone's media address from its SDP (RFC 3605 a=rtcp, else RTP port + 1).
+
+        A new address (a re-INVITE moved the stream) starts latching over: media goes to the
+        new SDP address until a packet from one of the phone's addresses arrives."""
+        self.known_hosts.add(host)
+        rtcp = rtcp_port if rtcp_port is not None else rtp_port + 1
+        for sock, port in ((self.rtp, rtp_port), (self.rtcp, rtcp)):
+            offered = (host, port)
+            if sock.latched and sock.offered is not None and sock.offered != offered:
+                sock.latched = False
+            sock.offered = offered
+            if not sock.latched:
+                sock.remote = offered
+
+    def may_latch(self, sock: RelaySocket, addr: Address) -> bool:
+        """Whether a packet from ``addr`` may (re)latch ``sock``: first from a known IP of the
+        phone; once latched, only from the same IP and after the leg went silent."""
+        if not sock.latched:
+            return self.latch_any or addr[0] in self.known_hosts
+        if not self.latch_any and (sock.remote is None or addr[0] != sock.remote[0]):
+            return False
         return self._silent_checks * StreamWatch.interval >= self.relatch_after
 
     def observe(self) -> int:
@@ -186,9 +210,12 @@ class PortPool:
     previous call may still arrive.
     """
 
-    def __init__(self, reactor: Any, low: int, high: int, bind: str = "") -> None:
+    def __init__(
+        self, reactor: Any, low: int, high: int, bind: str = "", latch_any: bool = False
+    ) -> None:
         self._reactor = reactor
         self._bind = bind
+        self.latch_any = latch_any  # legs opened here latch to any source (odd NATs)
         first = low + (low % 2)
         self._free: deque[int] = deque(range(first, high, 2))
         self.size = len(self._free)
@@ -199,6 +226,7 @@ class PortPool:
 
     def open(self, leg: MediaLeg) -> None:
         """Bind a free pair for ``leg``; skips pairs another program holds."""
+        leg.latch_any = leg.latch_any or self.latch_any
         for _ in range(len(self._free)):
             port = self._free.popleft()
             try:

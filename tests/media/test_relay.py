@@ -41,10 +41,43 @@ def test_packets_are_relayed_untouched_to_the_sdp_address_before_latching() -> N
 
 def test_latching_learns_the_real_source_behind_nat() -> None:
     a, b, ta, tb = legs()
+    b.expect("127.0.0.99")  # b's signalling came from its NAT's address, not its SDP's
     b.rtp.datagramReceived(b"from-b-nat", ("127.0.0.99", 31000))  # not what its SDP said
     a.rtp.datagramReceived(b"from-a", ("127.0.0.10", 4000))
     assert tb.written[-1] == (b"from-a", ("127.0.0.99", 31000))
     assert ta.written == [(b"from-b-nat", ("127.0.0.10", 4000))]
+
+
+def test_only_a_known_address_of_the_phone_may_latch_first() -> None:
+    a, b, ta, tb = legs()
+    b.rtp.datagramReceived(b"first-from-stranger", ("127.0.0.66", 6000))
+    assert ta.written == [] and b.rtp.dropped == 1 and not b.rtp.latched
+    a.rtp.datagramReceived(b"from-a", ("127.0.0.10", 4000))
+    assert tb.written == [(b"from-a", ("127.0.0.20", 6000))]  # still to b's SDP address
+
+
+def test_a_silent_leg_latches_again_only_from_the_same_ip() -> None:
+    a, b, ta, tb = legs()
+    a.rtp.datagramReceived(b"phone", ("127.0.0.10", 4000))
+    a._silent_checks = 3  # 6 s without RTP (StreamWatch counts)
+    a.rtp.datagramReceived(b"stranger", ("127.0.0.66", 4000))
+    a.rtp.datagramReceived(b"new-port", ("127.0.0.10", 4444))
+    assert [d for d, _ in tb.written] == [b"phone", b"new-port"]
+    assert a.rtp.remote == ("127.0.0.10", 4444)
+
+
+def test_any_source_may_latch_when_configured_for_odd_nats() -> None:
+    a, b, ta, tb = legs()
+    b.latch_any = True
+    b.rtp.datagramReceived(b"elsewhere", ("10.1.2.3", 7000))
+    assert ta.written == [(b"elsewhere", ("127.0.0.10", 4000))]
+
+
+def test_a_new_sdp_address_starts_latching_over() -> None:
+    a, b, ta, tb = legs()
+    a.rtp.datagramReceived(b"phone", ("127.0.0.10", 4000))
+    a.set_remote("127.0.0.30", 5000)  # re-INVITE: the phone moved its stream
+    assert a.rtp.remote == ("127.0.0.30", 5000) and not a.rtp.latched
 
 
 def test_a_third_party_cannot_inject_media_into_a_latched_leg() -> None:
