@@ -92,6 +92,12 @@ class SrtpTerms:
     proto: str
 
 
+def offers_srtp(body: bytes) -> bool:
+    """Whether the first audio stream of ``body`` is SRTP only (RTP/SAVP or RTP/SAVPF)."""
+    found = _audio(body)
+    return found is not None and found[0].media[found[1]].proto in sdes.SECURE_PROTOS
+
+
 def srtp_offered(body: bytes) -> SrtpTerms | None:
     """The SDES terms for answering ``body`` when its first audio stream is SRTP (None for
     plain RTP). Raises :class:`SdesError` for an SRTP offer without a usable a=crypto line

@@ -20,7 +20,7 @@ from twisted.internet import defer
 
 from pbx.calls.midcall import MidCall
 from pbx.calls.model import Call, CallEnded, CallEvents, LegState
-from pbx.calls.sipleg import InboundLeg, SipLeg
+from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg
 from pbx.media.relay import MediaLeg, PortPool, StreamWatch, unbridge
 from pbx.sip.client import ClientTransactions
 from pbx.sip.dialog import dialog_id_of_request, dialog_id_of_response
@@ -196,10 +196,14 @@ class CallTable:
                 hangup_cause=cause,
             )
         else:
+            # a call that rang an extension names it even when nobody answered
+            callee = call.dialled if any(isinstance(x, OutboundLeg) for x in call.legs) else ""
             d = self._records(
                 "add",
                 record_of(
                     call,
+                    callee=callee,
+                    callee_user=callee or None,
                     ended_at=now,
                     disposition=disposition,
                     hangup_side=side,

@@ -240,9 +240,14 @@ class MidCall:
             return
         side = _side(call, leg)
         path = call.extra.get("path")
-        delivered = path is not None and path.info_digit(
-            side, info.digit, info.duration_ms or DEFAULT_INFO_MS
-        )
+        endpoint = call.extra.get("endpoint")
+        if path is not None:
+            delivered = path.info_digit(side, info.digit, info.duration_ms or DEFAULT_INFO_MS)
+        elif endpoint is not None:  # a call pbx answered itself: the digit is for pbx
+            endpoint.digit_received(info.digit)
+            delivered = True
+        else:
+            delivered = False
         log.info("[%s] INFO digit %s from %s", call.call_id, info.digit, side)
         incoming.respond(200 if delivered else 481)
 
@@ -278,6 +283,9 @@ class MidCall:
         holds = call.extra.setdefault("hold", {})
         state = hold_of(request.body)
         other_side = _other(side)
+        if other is None and state is not holds.get(side, HoldState.ACTIVE):
+            self._hold_alone(call, leg, incoming, media, state)
+            return
         if (
             state is holds.get(side, HoldState.ACTIVE)
             or not isinstance(other, SipLeg)
@@ -290,6 +298,26 @@ class MidCall:
             self._reply(call, leg, incoming, body)
             return
         self._mirror(call, leg, other, incoming, state)
+
+    def _hold_alone(
+        self, call: Call, leg: SipLeg, incoming: IncomingRequest, media: Any, state: HoldState
+    ) -> None:
+        """A hold or resume on a call pbx answered itself: answered with the direction that
+        answers the offer (RFC 3264 §6.1: recvonly to sendonly, inactive to inactive), and
+        pbx stops sending while the phone does not want media."""
+        request = incoming.request
+        side = _side(call, leg)
+        sdp: dict[str, bytes] = call.extra.setdefault("sdp", {})
+        current = sdp.get(side) or anchor.rewrite(
+            request.body, self._media_host(leg.target), media
+        )
+        sdp[side] = restamp(current, answer_direction(direction_of(request.body), None))
+        call.extra["hold"][side] = state
+        endpoint = call.extra.get("endpoint")
+        if endpoint is not None:
+            endpoint.held = state is not HoldState.ACTIVE
+        log.info("[%s] %s: %s (answered by pbx)", call.call_id, side, state.value)
+        self._reply(call, leg, incoming, sdp[side])
 
     def _mirror(
         self,

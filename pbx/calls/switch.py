@@ -112,17 +112,73 @@ class Switch(CallTable):
         uri = request.uri
         dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
         if not dialled:
-            incoming.respond(404, "No Number Dialled")
+            self._refuse(incoming, username, dialled, 404, "No Number Dialled")
             return
-        if not self.midcall.check_invite(incoming):
-            return  # 422 Session Interval Too Small (RFC 4028 §5)
+        if not self.midcall.check_invite(incoming):  # 422 Session Interval Too Small (§5)
+            self._record_refused(incoming, username, dialled, 422)
+            return
+        if anchor.offers_srtp(request.body) and incoming.source.remote.transport != "TLS":
+            # SDES keys travel in the SDP: answering them over plain UDP/TCP would hand the
+            # media keys to anyone on the path (RFC 4568 §8.3), and RTP/SAVP cannot be
+            # answered with plain RTP
+            log.info("[%s] SRTP offered over %s: refused", request.call_id, incoming.source)
+            self._refuse(
+                incoming, username, dialled, 488, None, [("Warning", '399 pbx "SRTP needs TLS"')]
+            )
+            return
         feature = self.services.get(dialled)
         if feature is not None:
-            self._answer_locally(incoming, username, dialled, FEATURES[feature])
+            answering = defer.maybeDeferred(
+                self._answer_locally, incoming, username, dialled, FEATURES[feature]
+            )
+            answering.addErrback(self._failed, incoming, username, dialled)
             return
         d = self._lookup(dialled)
         d.addCallback(self._route, incoming, username, dialled)
-        d.addErrback(self._failed, incoming)
+        d.addErrback(self._failed, incoming, username, dialled)
+
+    def _refuse(
+        self,
+        incoming: IncomingRequest,
+        caller: str,
+        dialled: str,
+        status: int,
+        reason: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        disposition: str = "failed",
+        side: str = "pbx",
+        callee: str = "",
+    ) -> None:
+        """Answer a new INVITE with a final error and write its record."""
+        incoming.respond(status, reason, headers or [])
+        self._record_refused(incoming, caller, dialled, status, disposition, side, callee)
+
+    def _record_refused(
+        self,
+        incoming: IncomingRequest,
+        caller: str,
+        dialled: str,
+        status: int,
+        disposition: str = "failed",
+        side: str = "pbx",
+        callee: str = "",
+    ) -> None:
+        """Every call leaves a record: one that pbx refused before it began, too."""
+        request = incoming.request
+        refused = Call(request.call_id, caller, dialled, request.from_.display_name or "")
+        record = record_of(
+            refused,
+            callee=callee,
+            callee_user=callee or None,
+            ended_at=refused.started_at,
+            disposition=disposition,
+            hangup_side=side,
+            hangup_cause=str(status),
+        )
+        self._records("add", record).addErrback(
+            lambda f: log.error("[%s] record not written: %s", request.call_id, f.getErrorMessage())
+        )
 
     def _answer_locally(
         self, incoming: IncomingRequest, caller: str, dialled: str, feature: Feature
@@ -134,6 +190,7 @@ class Switch(CallTable):
         self.calls[call.call_id] = call
         try:
             media = self._open_media(call, "A")
+            media.expect(incoming.source.remote.host)
             answer = local_answer(request.body)
         except (NoPortsAvailable, LocalRefused) as exc:
             status = 503 if isinstance(exc, NoPortsAvailable) else 488
@@ -178,8 +235,17 @@ class Switch(CallTable):
         d.addCallback(committed)
         d.addErrback(not_written)
 
-    def _failed(self, failure: Any, incoming: IncomingRequest) -> None:
+    def _failed(
+        self, failure: Any, incoming: IncomingRequest, caller: str, dialled: str
+    ) -> None:
+        """Set-up went wrong (a lookup failed, a bug): 500, and nothing of the call is left
+        behind (ports, timers, the entry in the call table); its record says 500."""
         log.error("[%s] call set-up failed: %s", incoming.call_id, failure.getTraceback())
+        call = self.calls.get(incoming.call_id)
+        if call is not None and call.legs and getattr(call.legs[0], "incoming", None) is incoming:
+            self._end_call(call, "failed", "500")
+        elif not incoming.final_sent:
+            self._record_refused(incoming, caller, dialled, 500)
         if not incoming.final_sent:
             incoming.respond(500)
 
@@ -191,35 +257,15 @@ class Switch(CallTable):
         dialled: str,
     ) -> None:
         if not found.call_waiting and self._busy(dialled):
-            self._reject_busy(incoming, caller, dialled)
+            self._refuse(
+                incoming, caller, dialled, 486, disposition="busy", side="callee", callee=dialled
+            )
             return
         exists, bindings = found.exists, found.bindings
         if not exists or not bindings:
-            # every call leaves a record: a missed call to a phone that is not registered, or
-            # a number that does not exist
+            # a missed call to a phone that is not registered, or a number that does not exist
             status, reason = (404, "No Such Number") if not exists else (480, "Not Registered")
-            incoming.respond(status, reason)
-            request = incoming.request
-            missed = Call(
-                call_id=request.call_id,
-                caller=caller,
-                dialled=dialled,
-                caller_name=request.from_.display_name or "",
-            )
-            record = record_of(
-                missed,
-                callee=dialled if exists else "",
-                callee_user=dialled if exists else None,
-                ended_at=missed.started_at,
-                disposition="failed",
-                hangup_side="pbx",
-                hangup_cause=str(status),
-            )
-            self._records("add", record).addErrback(
-                lambda f: log.error(
-                    "[%s] record not written: %s", request.call_id, f.getErrorMessage()
-                )
-            )
+            self._refuse(incoming, caller, dialled, status, reason, callee=dialled if exists else "")
             return
         request = incoming.request
         call, inbound = self._new_call(incoming, caller, dialled)
@@ -228,8 +274,9 @@ class Switch(CallTable):
             outbound_media = self._open_media(call, "B")
         except NoPortsAvailable:
             self._close_media(call)
-            incoming.respond(503, "No Media Ports")
+            self._refuse(incoming, caller, dialled, 503, "No Media Ports")
             return
+        inbound_media.expect(incoming.source.remote.host)
         remote = anchor.remote(request.body)
         if remote is not None:
             inbound_media.set_remote(*remote)
@@ -271,6 +318,7 @@ class Switch(CallTable):
         if secure is None:
             secure = binding.transport.lower() == "tls"
         call.extra.setdefault("bindings", {})[name] = (binding, secure)
+        media.expect(binding.source_host)
         offer = media_path.offer_for(name, secure)
         offer = anchor.rewrite(offer, host, media)
         inbound = call.legs[0]
@@ -426,19 +474,3 @@ class Switch(CallTable):
         inbound.reject(480, "No Answer")
         self._finish(call, "no answer", "480", side="callee")
 
-    def _reject_busy(self, incoming: IncomingRequest, caller: str, dialled: str) -> None:
-        incoming.respond(486)
-        request = incoming.request
-        busy = Call(request.call_id, caller, dialled, request.from_.display_name or "")
-        record = record_of(
-            busy,
-            callee=dialled,
-            callee_user=dialled,
-            ended_at=busy.started_at,
-            disposition="busy",
-            hangup_side="callee",
-            hangup_cause="486",
-        )
-        self._records("add", record).addErrback(
-            lambda f: log.error("[%s] record not written: %s", request.call_id, f.getErrorMessage())
-        )

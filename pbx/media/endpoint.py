@@ -66,6 +66,7 @@ class MediaEndpoint:
         self.on_audio: Callable[[bytes], None] | None = None
         self.on_digit: Callable[[str], None] | None = None
         self.running = False
+        self.held = False  # the phone put the call on hold: nothing is sent to it
 
     def start(self) -> None:
         if self.running:
@@ -105,6 +106,10 @@ class MediaEndpoint:
         for _, done in played:
             done.callback(None)
 
+    def digit_received(self, digit: str) -> None:
+        """A digit the phone sent outside the media (SIP INFO): handled like one from RTP."""
+        self._digit(digit.upper())
+
     def send_digit(self, digit: str, duration_ms: int = 160) -> None:
         """A digit to the phone: RFC 4733 when it has telephone-event, else an in-band tone."""
         self._out.queue_digit(digit.upper(), duration_ms)
@@ -129,7 +134,8 @@ class MediaEndpoint:
                 self._digit(digit)
         if pcm is not None and self.on_audio is not None:
             self.on_audio(pcm)
-        self._out.tick(self._next_frame())
+        frame = self._next_frame()
+        self._out.tick(None if self.held else frame)
         for collector in list(self._collectors):
             if collector.tick():
                 self._collectors.remove(collector)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import protocol
+from twisted.internet.error import InvalidAddressError
 from twisted.protocols.policies import TimeoutMixin
 
 from pbx.sip.errors import RemoteProtocolError
@@ -81,12 +82,17 @@ class UdpEndpoint(protocol.DatagramProtocol):
         except Exception:  # never let one bad packet reach the reactor
             log.exception("unexpected error on a datagram from %s:%s", addr[0], addr[1])
 
-    def send(self, data: bytes, host: str, port: int) -> None:
-        if self.transport is not None:
-            try:
-                self.transport.write(data, (host, port))
-            except OSError as exc:
-                log.warning("UDP send to %s:%s failed: %s", host, port, exc)
+    def send(self, data: bytes, host: str, port: int) -> bool:
+        """False when the datagram cannot go there (an IPv6 address on an IPv4 socket, no
+        route): the caller treats it as a transport error."""
+        if self.transport is None:
+            return False
+        try:
+            self.transport.write(data, (host, port))
+        except (OSError, InvalidAddressError) as exc:
+            log.warning("UDP send to %s:%s failed: %s", host, port, exc)
+            return False
+        return True
 
 
 class StreamConnection(protocol.Protocol, TimeoutMixin):
@@ -282,8 +288,7 @@ class Transports:
             endpoint = self._udp_for(source)
             if endpoint is None:
                 return False
-            endpoint.send(data, target.host, target.port)
-            return True
+            return endpoint.send(data, target.host, target.port)
         conn = self.find_connection(target.transport, target.host, target.port)
         if conn is None:
             return False

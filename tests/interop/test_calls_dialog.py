@@ -12,9 +12,11 @@ off giving 486 while the extension has a call. Imports nothing from ``pbx``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .harness.pbx_server import PbxServer
 from .harness.raw_sip import TracedMessage
@@ -191,6 +193,36 @@ def test_extension_with_a_static_contact_is_called_there_without_registering(
     assert door_result.ok, door_result.log_tail
     (row,) = _wait_cdr(pbx, 1)
     _assert_row(row, "answered", dialled="300", callee="300", hangup_side="caller")
+
+
+def test_a_call_to_an_unreachable_ipv6_contact_fails_cleanly_with_a_record(
+    make_pbx: Callable[..., PbxServer], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """pbx listens on 127.0.0.1 only: an IPv6 contact cannot be reached. The caller gets a
+    final error, nothing stays in the call table, the media ports are given back and the call
+    has its record."""
+    pbx = make_pbx()
+
+    def live() -> dict[str, Any]:  # DATA/run/status.json, rewritten every second
+        data: dict[str, Any] = json.loads(pbx.status_path.read_text(encoding="utf-8"))
+        return data
+
+    free_before = live()["media_ports_free"]
+    added = pbx.cli("user", "add", "301", "--contact", "sip:[::1]:5999")
+    assert added.returncode == 0, added.stderr
+    result = _caller(pbx, sipp_factory, tmp_path, "call_uac_rejected", dialled="301").run()
+
+    assert result.ok, result.log_tail
+    assert result.count("503", "Recv") == 1  # pbx cannot send there: a transport error
+    (row,) = _wait_cdr(pbx, 1)
+    _assert_unanswered(row, "failed", dialled="301", callee="301", hangup_cause="503")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(1.2)
+        status = live()
+        if status["calls"] == [] and status["media_ports_free"] == free_before:
+            break
+    assert status["calls"] == [] and status["media_ports_free"] == free_before, status
 
 
 def test_call_waiting_off_gives_486_while_the_extension_has_a_call(
