@@ -11,6 +11,7 @@ import argparse
 import csv
 import getpass
 import json
+import logging
 import os
 import sys
 import time
@@ -31,6 +32,8 @@ from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.errors import AlreadyExists, NotFound
 from pbx.store.migrations import migrate
+
+log = logging.getLogger(__name__)
 
 EXTENSION_MAX = 32
 
@@ -494,8 +497,20 @@ def ban_del(args: argparse.Namespace) -> int:
 
 
 def ensure_first_admin(store: Store) -> str | None:
-    """Create the ``admin`` account when none exists; return the password if generated."""
+    """Create the first administrator, ``admin``, when no account has the role admin at all
+    (a fresh system); return the password if generated.
+
+    Never at a later start: an ``admin`` account deleted by its administrators must not come
+    back (with the known PBX_ADMIN_PASSWORD). A locked-out site recovers with
+    ``pbx admin reset-password``.
+    """
+    if store.read(admins.has_role, "admin"):
+        return None
     if store.read(admins.get_admin, "admin") is not None:
+        log.warning(
+            "no administrator account, and the name 'admin' is taken by another account: "
+            "create one with 'pbx admin reset-password --user NAME'"
+        )
         return None
     given = os.environ.get("PBX_ADMIN_PASSWORD")
     password = given or generate_admin_password()

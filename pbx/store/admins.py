@@ -129,6 +129,12 @@ def list_admins(db: Database) -> list[Admin]:
     return [_admin(row) for row in rows]
 
 
+def has_role(db: Database, role: str) -> bool:
+    """True when at least one account has ``role`` (disabled and expired ones included)."""
+    _check_role(role)
+    return db.execute("SELECT 1 FROM admins WHERE role = ? LIMIT 1", [role]).fetchone() is not None
+
+
 def set_admin_password(db: Database, username: str, password_hash: str, must_change: bool) -> None:
     """Replace an admin's password hash (and lift a lock-out); NotFound if no such admin."""
     cursor = db.execute(
