@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -186,15 +187,18 @@ class CallTable:
             if isinstance(leg, SipLeg) and leg.dialog is not None:
                 self._dialogs.pop(leg.dialog.dialog_id, None)
         self._close_media(call)
+        final = {
+            "ended_at": now,
+            "disposition": disposition,
+            "hangup_side": side,
+            "hangup_cause": cause,
+        }
         if call.answered_at is not None:
-            d = self._records(
-                "close",
-                call.call_id,
-                ended_at=now,
-                disposition=disposition,
-                hangup_side=side,
-                hangup_cause=cause,
-            )
+            if call.record_id is None:  # the open row is not committed yet: closed when it is
+                call.record_close = final
+                d: defer.Deferred[Any] = defer.succeed(None)
+            else:
+                d = self._records("close", call.record_id, **final)
         else:
             # a call that rang an extension names it even when nobody answered
             callee = call.dialled if any(isinstance(x, OutboundLeg) for x in call.legs) else ""
@@ -223,6 +227,41 @@ class CallTable:
             cause,
         )
         _release(call)
+
+    def _open_record(self, call: Call, record: CallRecord) -> defer.Deferred[bool]:
+        """Commit the row of an answered call before the caller hears the 200 OK (a crash
+        never loses an answered call). Fires True when it is committed and the call goes on;
+        False when the call ended meanwhile (the row is then closed at once) or the write
+        failed (the call is ended with 500 and recorded as failed)."""
+        d = self._records("open", record)
+
+        def opened(record_id: int) -> bool:
+            call.record_id = record_id
+            if call.record_close is not None:
+                self._records("close", record_id, **call.record_close).addErrback(
+                    lambda f: log.error(
+                        "[%s] record not completed: %s", call.call_id, f.getErrorMessage()
+                    )
+                )
+                return False
+            return call.call_id in self.calls
+
+        def not_written(failure: Any) -> bool:
+            log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
+            call.answered_at = None
+            if call.record_close is None:
+                self._end_call(call, "failed", "500")
+            else:  # it ended meanwhile: try once more, as one complete row
+                complete = replace(record, answered_at=None, **call.record_close)
+                self._records("add", complete).addErrback(
+                    lambda f: log.error(
+                        "[%s] record not written: %s", call.call_id, f.getErrorMessage()
+                    )
+                )
+            return False
+
+        d.addCallbacks(opened, not_written)
+        return d
 
     # -- media -------------------------------------------------------------------------------
 

@@ -157,6 +157,8 @@ class Call:
     ended_at: float | None = None
     legs: list[Leg] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    record_id: int | None = None  # the committed row of an answered call
+    record_close: dict[str, Any] | None = None  # how it ended, while the row is not committed
 
     def add(self, leg: Leg) -> Leg:
         leg.call = self

@@ -317,7 +317,7 @@ class InboundLeg(SipLeg):
 
     def hang_up(self, cause: str = "normal") -> None:
         if self.state in (LegState.NEW, LegState.RINGING):
-            self.reject(480 if cause == "no answer" else 487 if cause == "cancel" else 480)
+            self.reject(_status_for(cause))
             return
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()
@@ -403,6 +403,14 @@ class OutboundLeg(SipLeg):
             self.cancel()
             return
         super().hang_up(cause)
+
+
+def _status_for(cause: str) -> int:
+    """The final response that tells a caller whose call was not answered why it ended: a
+    SIP status given as the cause (e.g. "500"), 487 when cancelled, else 480."""
+    if cause.isdigit() and 400 <= int(cause) <= 699:
+        return int(cause)
+    return 487 if cause == "cancel" else 480
 
 
 def _ignore(response: Response) -> None:

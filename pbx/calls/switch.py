@@ -209,8 +209,8 @@ class Switch(CallTable):
         inbound.codec = answer.stream.codec
         incoming.on_cancel = lambda: self._caller_cancelled(call)
 
-        def committed(_: Any) -> None:
-            if call.call_id not in self.calls:
+        def committed(going_on: bool) -> None:
+            if not going_on or call.call_id not in self.calls:
                 return
             if inbound.ended:
                 self._end_call(call, "cancelled", "ended during answer")
@@ -226,14 +226,8 @@ class Switch(CallTable):
                 self.max_duration, self._end_call, call, "max duration", "maximum call duration"
             )
 
-        def not_written(failure: Any) -> None:
-            log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
-            self._end_call(call, "failed", "500")
-
         record = record_of(call, callee=dialled, answered_at=now, caller_codec=inbound.codec)
-        d = self._records("open", record)
-        d.addCallback(committed)
-        d.addErrback(not_written)
+        self._open_record(call, record).addCallback(committed)
 
     def _failed(
         self, failure: Any, incoming: IncomingRequest, caller: str, dialled: str
@@ -426,11 +420,10 @@ class Switch(CallTable):
             caller_codec=inbound.codec,
             callee_codec=winner.codec,
         )
-        d = self._records("open", record)
 
-        def committed(_: Any) -> None:
-            if call.call_id not in self.calls:
-                return  # ended meanwhile (its record was completed by _finish)
+        def committed(going_on: bool) -> None:
+            if not going_on or call.call_id not in self.calls:
+                return  # ended meanwhile (its record is completed)
             if inbound.ended or winner.ended:
                 self._end_call(call, "cancelled", "ended during answer")
                 return
@@ -444,12 +437,7 @@ class Switch(CallTable):
                 self.max_duration, self._end_call, call, "max duration", "maximum call duration"
             )
 
-        def not_written(failure: Any) -> None:
-            log.error("[%s] call record not written: %s", call.call_id, failure.getErrorMessage())
-            self._end_call(call, "failed", "500")
-
-        d.addCallback(committed)
-        d.addErrback(not_written)
+        self._open_record(call, record).addCallback(committed)
 
     def _all_failed(self, call: Call, inbound: InboundLeg) -> None:
         statuses: list[int] = call.extra.get("statuses", [])

@@ -95,24 +95,26 @@ def add_record(db: Database, record: CallRecord) -> int:
 
 def close_record(
     db: Database,
-    call_id: str,
+    record_id: int,
     *,
     ended_at: float,
     disposition: str = "answered",
     hangup_side: str | None = None,
     hangup_cause: str | None = None,
 ) -> None:
-    """Complete the open row of ``call_id`` (duration from answer to end)."""
+    """Complete the open row ``record_id`` (what :func:`open_record` returned; duration from
+    answer to end). One Call-ID may have several rows (a retried INVITE), so rows are closed
+    by id."""
     if disposition not in DISPOSITIONS or disposition == "open":
         raise ValueError(f"bad final disposition {disposition!r}")
     cursor = db.conn.execute(
         "UPDATE call_records SET ended_at = ?, duration = MAX(0, ? - answered_at), "
         "disposition = ?, hangup_side = ?, hangup_cause = ? "
-        "WHERE call_id = ? AND disposition = 'open'",
-        (ended_at, ended_at, disposition, hangup_side, hangup_cause, call_id),
+        "WHERE id = ? AND disposition = 'open'",
+        (ended_at, ended_at, disposition, hangup_side, hangup_cause, record_id),
     )
     if cursor.rowcount == 0:
-        raise NotFound(f"no open call record {call_id}")
+        raise NotFound(f"no open call record {record_id}")
 
 
 def close_interrupted(db: Database, now: float) -> int:

@@ -221,6 +221,52 @@ def _m006_web(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m007_call_records_not_unique")
+def _m007_call_records_not_unique(db: Database) -> None:
+    # One SIP Call-ID can carry several calls: a phone retries an INVITE refused with 422 or
+    # 488 with the same Call-ID, and each attempt has its record. Rows are closed by their id.
+    columns = (
+        "id, call_id, caller, caller_name, callee, dialled, direction, caller_user, "
+        "callee_user, caller_site, callee_site, started_at, answered_at, ended_at, duration, "
+        "disposition, hangup_side, hangup_cause, caller_codec, callee_codec"
+    )
+    _run(
+        db,
+        [
+            """CREATE TABLE call_records_new (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                call_id TEXT NOT NULL,
+                caller TEXT NOT NULL,
+                caller_name TEXT NOT NULL DEFAULT '',
+                callee TEXT NOT NULL DEFAULT '',
+                dialled TEXT NOT NULL,
+                direction TEXT NOT NULL DEFAULT 'internal',
+                caller_user TEXT,
+                callee_user TEXT,
+                caller_site TEXT,
+                callee_site TEXT,
+                started_at REAL NOT NULL,
+                answered_at REAL,
+                ended_at REAL,
+                duration REAL,
+                disposition TEXT NOT NULL DEFAULT 'open',
+                hangup_side TEXT,
+                hangup_cause TEXT,
+                caller_codec TEXT,
+                callee_codec TEXT
+            )""",
+            f"INSERT INTO call_records_new ({columns}) SELECT {columns} FROM call_records",
+            "DROP TABLE call_records",
+            "ALTER TABLE call_records_new RENAME TO call_records",
+            "CREATE INDEX call_records_started ON call_records(started_at)",
+            "CREATE INDEX call_records_open ON call_records(disposition) WHERE disposition = 'open'",
+            "CREATE INDEX call_records_caller_user ON call_records(caller_user)",
+            "CREATE INDEX call_records_callee_user ON call_records(callee_user)",
+            "CREATE INDEX call_records_call_id ON call_records(call_id)",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -236,9 +236,11 @@ class Phone:
         *,
         body: bytes | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        call_id: str | None = None,
+        cseq: int = 1,
         **sdp_options: Any,
     ) -> PhoneCall:
-        call = self._new_call("out", new_call_id())
+        call = self._new_call("out", call_id or new_call_id())
         offer = self.sdp(call, **sdp_options) if body is None else body
         h = Headers()
         h.add("Max-Forwards", "70")
@@ -246,7 +248,7 @@ class Phone:
         h.add("From", f"{display}<sip:{self.extension}@{PBX.host}>;tag={new_tag()}")
         h.add("To", f"<sip:{number}@{PBX.host}>")
         h.add("Call-ID", call.call_id)
-        h.add("CSeq", "1 INVITE")
+        h.add("CSeq", f"{cseq} INVITE")
         h.add("Contact", self.contact)
         h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY")
         for name, value in headers:

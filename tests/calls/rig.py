@@ -60,6 +60,7 @@ class Rig:
         self.records: list[CallRecord] = []
         self.record_delay = 0.0
         self.record_error: Exception | None = None
+        self.record_error_kinds = ("open", "close", "add")  # which writes record_error fails
         timers = TimerConfig()
         self.transports = MemoryTransports(self.network, PBX)
         self.stack = Stack(
@@ -112,23 +113,24 @@ class Rig:
         d: defer.Deferred[Any] = defer.Deferred()
 
         def write() -> None:
-            if self.record_error is not None:
+            if self.record_error is not None and kind in self.record_error_kinds:
                 d.errback(self.record_error)
                 return
             if kind == "close":
-                (call_id,) = args
-                for index, record in enumerate(self.records):
-                    if record.call_id == call_id and record.disposition == "open":
-                        ended = kwargs["ended_at"]
-                        duration = max(0.0, ended - (record.answered_at or ended))
-                        self.records[index] = replace(record, duration=duration, **kwargs)
+                (record_id,) = args
+                record = self.records[record_id - 1]
+                assert record.disposition == "open", record
+                ended = kwargs["ended_at"]
+                duration = max(0.0, ended - (record.answered_at or ended))
+                self.records[record_id - 1] = replace(record, duration=duration, **kwargs)
                 d.callback(None)
                 return
             (record,) = args
+            record = replace(record, id=len(self.records) + 1)
             if kind == "open":
                 record = replace(record, disposition="open")
             self.records.append(record)
-            d.callback(len(self.records))
+            d.callback(record.id)
 
         if self.record_delay:
             self.reactor.callLater(self.record_delay, write)

@@ -198,3 +198,49 @@ def test_best_effort_srtp_over_udp_is_answered_with_plain_rtp() -> None:
     assert call.confirmed
     assert b"a=crypto" not in call.remote_sdp and b"RTP/AVP" in call.remote_sdp
     assert b"a=crypto" not in bob.calls[0].remote_sdp
+
+
+def test_an_invite_retried_after_422_with_the_same_call_id_is_answered_and_both_recorded() -> None:
+    rig = Rig()
+    alice = rig.phone("1001", "127.0.0.11")
+    rig.phone("1002", "127.0.0.12")
+    first = alice.dial("1002", headers=(("Session-Expires", "30"),), call_id="same-call")
+    rig.run(0.5)
+    assert first.statuses[-1] == 422
+    retry = alice.dial("1002", headers=(("Session-Expires", "1800"),), call_id="same-call", cseq=2)
+    rig.run(1.0)
+    assert retry.confirmed
+    alice.hang_up(retry)
+    rig.run(0.5)
+    assert [(r.call_id, r.disposition) for r in rig.records] == [
+        ("same-call", "failed"),
+        ("same-call", "answered"),
+    ]
+
+
+def test_a_call_that_ends_while_its_record_is_written_is_closed_once_committed() -> None:
+    rig = Rig()
+    rig.record_delay = 0.5  # a slow store
+    alice = rig.phone("1001", "127.0.0.11")
+    bob = rig.phone("1002", "127.0.0.12")
+    call = alice.dial("1002")
+    rig.run(0.25)  # bob answered (0.2 s), the record is being written
+    bob.hang_up(bob.calls[0]) if bob.calls[0].dialog else None
+    alice.cancel(call)
+    rig.run(2.0)
+    assert rig.active == []
+    (record,) = rig.records
+    assert record.disposition != "open" and record.ended_at is not None
+
+
+def test_a_record_that_cannot_be_written_ends_the_call_with_500_and_a_failed_row() -> None:
+    rig = Rig()
+    rig.record_error = RuntimeError("disk full")
+    rig.record_error_kinds = ("open",)
+    alice = rig.phone("1001", "127.0.0.11")
+    rig.phone("1002", "127.0.0.12")
+    call = alice.dial("1002")
+    rig.run(1.0)
+    assert call.statuses[-1] == 500 and rig.active == []
+    (record,) = rig.records
+    assert (record.disposition, record.hangup_cause, record.answered_at) == ("failed", "500", None)

@@ -33,10 +33,12 @@ def answered(call_id: str, at: float = 100.0) -> cdr.CallRecord:
 
 
 def test_answered_call_is_open_then_completed(store: Store) -> None:
-    store.write(cdr.open_record, answered("c1"))
+    record_id = store.write(cdr.open_record, answered("c1"))
     [row] = store.read(cdr.recent)
-    assert row.disposition == "open" and row.ended_at is None
-    store.write(cdr.close_record, "c1", ended_at=160.0, hangup_side="caller", hangup_cause="BYE")
+    assert row.disposition == "open" and row.ended_at is None and row.id == record_id
+    store.write(
+        cdr.close_record, record_id, ended_at=160.0, hangup_side="caller", hangup_cause="BYE"
+    )
     [row] = store.read(cdr.recent)
     assert (row.disposition, row.duration, row.hangup_side) == ("answered", 60.0, "caller")
 
@@ -58,14 +60,24 @@ def test_unanswered_calls_are_written_complete(store: Store) -> None:
 
 
 def test_open_rows_become_interrupted_at_start_up(store: Store) -> None:
-    for n in range(50):
-        store.write(cdr.open_record, answered(f"c{n}"))
+    ids = [store.write(cdr.open_record, answered(f"c{n}")) for n in range(50)]
     assert store.write(cdr.close_interrupted, 500.0) == 50
     rows = store.read(cdr.recent, 100)
     assert {r.disposition for r in rows} == {"interrupted"}
     assert all(r.duration == 400.0 for r in rows)
     with pytest.raises(NotFound):
-        store.write(cdr.close_record, "c1", ended_at=600.0)
+        store.write(cdr.close_record, ids[1], ended_at=600.0)
+
+
+def test_one_call_id_may_have_several_records_closed_one_by_one(store: Store) -> None:
+    refused = cdr.CallRecord(
+        "c1", "1001", "1002", 99.0, ended_at=99.0, disposition="failed", hangup_cause="422"
+    )
+    store.write(cdr.add_record, refused)  # the INVITE the phone retries with the same Call-ID
+    record_id = store.write(cdr.open_record, answered("c1"))
+    store.write(cdr.close_record, record_id, ended_at=160.0)
+    rows = sorted(store.read(cdr.recent), key=lambda r: r.id or 0)
+    assert [(r.call_id, r.disposition) for r in rows] == [("c1", "failed"), ("c1", "answered")]
 
 
 def test_csv_export_has_a_header_and_one_line_per_call(store: Store) -> None:

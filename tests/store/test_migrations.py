@@ -20,6 +20,7 @@ ALL = [
     "m004_call_records",
     "m005_user_call_options",
     "m006_web",
+    "m007_call_records_not_unique",
 ]
 
 
@@ -60,3 +61,27 @@ def test_old_version_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> 
             now=0.0,
         )
         assert len(store.read(list_bindings, now=0.0)) == 1
+
+
+def test_call_records_survive_the_rebuild_that_lifts_the_call_id_uniqueness(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    old = Database(path)
+    MIGRATIONS.apply(old, stop_before="m007_call_records_not_unique")
+    old.execute(
+        "INSERT INTO call_records (call_id, caller, dialled, started_at, disposition) "
+        "VALUES ('c1', '100', '200', 5.0, 'answered')"
+    )
+    old.close()
+    with Store(path) as store:
+        rows = store.read(lambda db: db.execute("SELECT id, call_id FROM call_records").fetchall())
+        assert rows == [(1, "c1")]
+        store.write(
+            lambda db: db.execute(
+                "INSERT INTO call_records (call_id, caller, dialled, started_at) "
+                "VALUES ('c1', '100', '200', 6.0)"
+            )
+        )
+        count = store.read(lambda db: db.execute("SELECT COUNT(*) FROM call_records").fetchone())
+        assert count == (2,)
