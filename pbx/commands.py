@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx import config as config_module
+from pbx import extensions
 from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import (
     SecretBox,
@@ -34,8 +35,6 @@ from pbx.store.errors import AlreadyExists, NotFound
 from pbx.store.migrations import migrate
 
 log = logging.getLogger(__name__)
-
-EXTENSION_MAX = 32
 
 
 class CommandError(Exception):
@@ -74,14 +73,11 @@ def realm(directory: Path) -> str:
 
 
 def check_extension(extension: str) -> None:
-    if (
-        not extension
-        or len(extension) > EXTENSION_MAX
-        or not all(c.isalnum() or c in "-_.+*#" for c in extension)
-    ):
-        raise CommandError(
-            f"extension {extension!r}: use up to {EXTENSION_MAX} letters, digits or - _ . + * #"
-        )
+    """The rule of pbx.extensions (shared with the web forms and the REST API)."""
+    try:
+        extensions.check_extension(extension)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def check_contact(text: str) -> str:

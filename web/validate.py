@@ -3,7 +3,7 @@
 Owns the field validators: each takes the submitted mapping and a field name and returns a
 clean value or raises web.errors.ValidationError naming the field. Form fields arrive as
 strings, JSON fields as their JSON types; both are accepted where they mean the same thing.
-Must not import flask, twisted or the store.
+Must not import flask, twisted or the store (pbx.extensions holds the rule for extensions).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pbx.extensions import check_extension
 from web.errors import ValidationError
 
-EXTENSION_MAX = 32
 NAME_MAX = 100
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no", "")
@@ -97,19 +97,13 @@ def integer(
 
 
 def extension(value: Any, field: str = "extension") -> str:
-    """An extension number/name: up to 32 letters, digits or - _ . + * # (as `pbx user add`)."""
+    """An extension number/name, stripped: the rule of pbx.extensions (as `pbx user add`)."""
     if not isinstance(value, str):
         raise ValidationError(field, f"{field}: expected text")
-    value = value.strip()
-    if (
-        not value
-        or len(value) > EXTENSION_MAX
-        or not all(c.isascii() and (c.isalnum() or c in "-_.+*#") for c in value)
-    ):
-        raise ValidationError(
-            field, f"{field}: use 1 to {EXTENSION_MAX} letters, digits or - _ . + * #"
-        )
-    return value
+    try:
+        return check_extension(value.strip())
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
 
 
 def sip_password(value: Any, field: str = "password") -> str:
