@@ -1,8 +1,9 @@
-"""TLS material for SIP over TLS and HTTPS.
+"""TLS material and server TLS options for SIP over TLS and HTTPS.
 
 At first start, when no certificate is configured, a self-signed certificate and key are
 generated with the ``cryptography`` library into ``DATA/tls/`` (key mode 0600). A configured
-pair is loaded as is. Imports nothing from pbx.
+pair is loaded as is. :func:`tls_options` is the one server TLS policy of both listeners:
+TLS 1.2 or newer, and the whole chain of the certificate file served. Imports nothing from pbx.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime
 import ipaddress
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +96,22 @@ def ensure_tls_files(
     if files.certificate.is_file() and files.private_key.is_file():
         return files
     return generate_self_signed(directory, bind)
+
+
+def tls_options(files: TlsFiles) -> ssl.CertificateOptions:
+    """Server TLS options: TLS 1.2 or newer, the key, and the PEM certificate file's leaf plus
+    every further certificate in it (intermediates) sent as the chain."""
+    cert_pem = files.certificate.read_bytes()
+    blocks = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", cert_pem, re.DOTALL
+    )
+    if not blocks:
+        raise ValueError(f"{files.certificate}: no PEM certificate")
+    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + files.private_key.read_bytes())
+    chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
+    return ssl.CertificateOptions(
+        privateKey=leaf.privateKey.original,
+        certificate=leaf.original,
+        extraCertChain=chain,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, ssl, task
+from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from pbx import __version__
 from pbx.calls.contacts import static_binding
 from pbx.calls.switch import Callee, Switch
-from pbx.certs import ensure_tls_files
+from pbx.certs import ensure_tls_files, tls_options
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
 from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
@@ -191,10 +191,8 @@ class PbxServer:
                 config.data_dir, config.sip.tls_certificate, config.sip.tls_private_key, bind
             )
         if "tls" in transports and files is not None:
-            context = ssl.DefaultOpenSSLContextFactory(
-                str(files.private_key), str(files.certificate)
-            )
-            self.transports.listen_stream("TLS", bind, config.tls_port, context)
+            # the web's policy: TLS 1.2 or newer, the certificate file's whole chain
+            self.transports.listen_stream("TLS", bind, config.tls_port, tls_options(files))
         self.switch.start()
         self.loop_lag.start()
         self.gc_pauses.start()

@@ -1,6 +1,7 @@
 """HTTPS hosting of the Flask app on the reactor (twisted.web.wsgi), beside ``/events``.
 
-:class:`WebHost` listens on ``[http] port`` with the SIP TLS certificate (TLS 1.2+), sends
+:class:`WebHost` listens on ``[http] port`` with the SIP TLS certificate and the TLS options of
+pbx.certs (TLS 1.2+, full chain), sends
 ``/events`` to the native SSE resource and every other path to the WSGI app on its own thread
 pool (started with the server, joined off the reactor thread at stop), optionally answers a
 plain-HTTP ``[http] redirect_port`` with 301 to HTTPS only, keeps the web secret key file,
@@ -14,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, ssl, threads
+from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.wsgi import WSGIResource
 
 from pbx.calls.model import CallEvents
-from pbx.certs import TlsFiles
+from pbx.certs import TlsFiles, tls_options
 from pbx.config import Config
 from pbx.store import registrations
 from pbx.store.db import Store
@@ -54,24 +55,6 @@ def load_secret_key(data_dir: Path) -> bytes:
         out.write(os.urandom(32))
     os.replace(tmp, path)
     return path.read_bytes()
-
-
-def tls_options(files: TlsFiles) -> ssl.CertificateOptions:
-    """Server TLS options (TLS 1.2 or newer) from a PEM certificate (+ chain) and key."""
-    cert_pem = files.certificate.read_bytes()
-    blocks = re.findall(
-        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", cert_pem, re.DOTALL
-    )
-    if not blocks:
-        raise ValueError(f"{files.certificate}: no PEM certificate")
-    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + files.private_key.read_bytes())
-    chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
-    return ssl.CertificateOptions(
-        privateKey=leaf.privateKey.original,
-        certificate=leaf.original,
-        extraCertChain=chain,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-    )
 
 
 class WebRoot(resource.Resource):
