@@ -28,6 +28,7 @@ from pbx.credentials import (
     hash_admin_password,
     make_credentials,
 )
+from pbx.csvsafe import unquote_cell
 from pbx.store import admins, audit, bans, cdr, registrations, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
@@ -151,9 +152,10 @@ def user_import(args: argparse.Namespace) -> int:
         prepared = []
         generated = []
         for number, row in enumerate(rows, start=1):
-            extension = row[0].strip()
+            # unquote: what the web's users export wrote (pbx.csvsafe); passwords as typed
+            extension = unquote_cell(row[0].strip())
             password = row[1].strip() if len(row) > 1 else ""
-            name = row[2].strip() if len(row) > 2 else ""
+            name = unquote_cell(row[2].strip()) if len(row) > 2 else ""
             try:
                 check_extension(extension)
                 if password:

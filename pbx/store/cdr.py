@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from pbx.csvsafe import safe_row
 from pbx.store.errors import NotFound
 
 DISPOSITIONS = ("open", "answered", "busy", "no answer", "failed", "cancelled", "interrupted")
@@ -254,12 +255,15 @@ def _search_filter(
 
 
 def as_csv(records: list[CallRecord]) -> str:
+    """Every field of ``records`` as CSV, id first. Text cells go through pbx.csvsafe (caller
+    names, numbers and Call-IDs come from phones: ``+4930...`` is written ``'+4930...``);
+    ids, times and durations stay numbers."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", *_FIELDS])
     for record in records:
         values: list[Any] = list(astuple(record))
-        writer.writerow([values[-1], *values[:-1]])
+        writer.writerow(safe_row([values[-1], *values[:-1]]))
     return out.getvalue()
 
 

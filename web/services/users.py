@@ -14,6 +14,7 @@ from typing import Any
 
 from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import generate_sip_password, make_credentials
+from pbx.csvsafe import safe_row, unquote_cell
 from pbx.store import audit, sites, users
 from pbx.store import credentials as store_credentials
 from pbx.store import errors as store_errors
@@ -322,6 +323,8 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
 
     Returns (extension, password) for rows whose password was generated. A header row starting
     with "extension" and lines starting with '#' are skipped (the format of `pbx user import`).
+    Reads what :func:`export_users_csv` writes (pbx.csvsafe.unquote_cell on every cell but the
+    password).
     """
     check(actor, "users.write")
     if not isinstance(text, str):
@@ -341,6 +344,8 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
     prepared, generated, seen = [], [], set()
     for number, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row] + ["", "", "", ""]
+        # undo the export's quote before a formula character; passwords are taken as typed
+        cells = [c if i == 1 else unquote_cell(c) for i, c in enumerate(cells)]
         try:
             ext = validate.extension(cells[0])
             name = validate.text({"name": cells[2]}, "name") or ext
@@ -385,7 +390,8 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
 
 
 def export_users_csv(ctx: WebContext, actor: Account, site_id: int | None = None) -> str:
-    """CSV in the import format; the password column stays empty (secrets are never exported)."""
+    """CSV in the import format; the password column stays empty (secrets are never exported).
+    Cells are neutralised against spreadsheet formulas (pbx.csvsafe; the import undoes it)."""
     rows = list_users(ctx, actor, site_id)
     names = {s.id: s.name for s in ctx.store.read(sites.list_sites)}
     out = io.StringIO()
@@ -393,13 +399,15 @@ def export_users_csv(ctx: WebContext, actor: Account, site_id: int | None = None
     writer.writerow(["extension", "password", "name", "site", "enabled", "call_waiting"])
     for user in rows:
         writer.writerow(
-            [
-                user["extension"],
-                "",
-                user["display_name"],
-                names.get(user["site_id"] or 0, ""),
-                int(user["enabled"]),
-                int(user["call_waiting"]),
-            ]
+            safe_row(
+                [
+                    user["extension"],
+                    "",
+                    user["display_name"],
+                    names.get(user["site_id"] or 0, ""),
+                    int(user["enabled"]),
+                    int(user["call_waiting"]),
+                ]
+            )
         )
     return out.getvalue()
