@@ -95,6 +95,13 @@ class Account:
     must_change_password: bool = False
     expires_at: float | None = None  # temporary support access
     via: str = "web"
+    owner: str | None = None  # for a token: the web account it belongs to
+
+    @property
+    def principal(self) -> str | None:
+        """The web account whose authority this acts with: the login itself, or the owner of
+        the API token (tokens this account makes belong to it)."""
+        return self.owner if self.via == "api" else self.username
 
     @property
     def actor(self) -> str:

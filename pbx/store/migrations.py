@@ -267,6 +267,34 @@ def _m007_call_records_not_unique(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m008_api_token_owner")
+def _m008_api_token_owner(db: Database) -> None:
+    # owner: the web account whose authority an API token carries; the token works only while
+    # that account exists, is enabled and has not expired. A token made in the UI belongs to
+    # its maker ('web:NAME'); one made through the API ('api:TOKEN-NAME') to the owner of the
+    # token that made it: the latest one of that name made before it. Untraceable ones get
+    # no owner and stop working.
+    _run(
+        db,
+        [
+            "ALTER TABLE api_tokens ADD COLUMN owner TEXT",
+            "UPDATE api_tokens SET owner = substr(created_by, 5) WHERE created_by LIKE 'web:%'",
+        ],
+    )
+    maker = (
+        "SELECT p.owner FROM api_tokens p WHERE 'api:' || p.name = api_tokens.created_by "
+        "AND p.id < api_tokens.id AND p.owner IS NOT NULL ORDER BY p.id DESC LIMIT 1"
+    )
+    while db.execute(
+        f"UPDATE api_tokens SET owner = ({maker}) WHERE owner IS NULL "
+        f"AND created_by LIKE 'api:%' AND ({maker}) IS NOT NULL"
+    ).rowcount:
+        pass
+    (orphans,) = db.execute("SELECT COUNT(*) FROM api_tokens WHERE owner IS NULL").fetchone()
+    if orphans:
+        log.warning("%d API token(s) belong to no web account and no longer work", orphans)
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

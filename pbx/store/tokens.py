@@ -2,8 +2,9 @@
 
 Owns the ``api_tokens`` table. Creating the token and hashing it is the caller's (web layer);
 this module stores, finds by hash, revokes and records use. A token is usable while it is
-neither revoked nor expired (:meth:`ApiToken.usable`). Must not import twisted or anything
-outside pbx.store.
+neither revoked nor expired (:meth:`ApiToken.usable`) and, checked by the caller, its
+``owner`` (the web account whose authority it carries, pbx.store.admins) is. Must not import
+twisted or anything outside pbx.store.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, name, token_hash, role, site_id, created_by, created_at, expires_at, revoked_at, "
-    "last_used_at"
+    "last_used_at, owner"
 )
 
 
@@ -37,6 +38,7 @@ class ApiToken:
     expires_at: float | None
     revoked_at: float | None
     last_used_at: float | None
+    owner: str | None = None  # web account (admins.username); None: the token works for no one
 
     def usable(self, now: float) -> bool:
         """Neither revoked nor expired at ``now``."""
@@ -56,19 +58,25 @@ def add_token(
     created_by: str,
     expires_at: float | None,
     now: float,
+    *,
+    owner: str | None = None,
 ) -> ApiToken:
-    """Store a new token's hash; raise AlreadyExists if that hash is already stored."""
+    """Store a new token's hash; raise AlreadyExists if that hash is already stored.
+
+    ``created_by`` is who made it (an audit actor such as ``web:alice`` or ``api:ci``),
+    ``owner`` the web account it belongs to.
+    """
     try:
         cursor = db.execute(
             "INSERT INTO api_tokens (name, token_hash, role, site_id, created_by, created_at, "
-            "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [name, token_hash, role, site_id, created_by, now, expires_at],
+            "expires_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, token_hash, role, site_id, created_by, now, expires_at, owner],
         )
     except sqlite3.IntegrityError as exc:
         raise AlreadyExists("a token with this hash already exists") from exc
     token_id = int(cursor.lastrowid or 0)
     return ApiToken(
-        token_id, name, token_hash, role, site_id, created_by, now, expires_at, None, None
+        token_id, name, token_hash, role, site_id, created_by, now, expires_at, None, None, owner
     )
 
 

@@ -21,6 +21,7 @@ ALL = [
     "m005_user_call_options",
     "m006_web",
     "m007_call_records_not_unique",
+    "m008_api_token_owner",
 ]
 
 

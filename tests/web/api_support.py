@@ -1,10 +1,11 @@
 """Shared set-up for the REST API tests (tests/web/test_api_*.py).
 
 A real pbx.store.db.Store in a temporary folder, the Flask app from web.app.create_app with a
-static Live double, two sites, three users, a device, two call records, one web account per role
-and one API token per role. ``World.call(role, method, path, ...)`` sends a request with that
-role's bearer token. ``dump(world)`` is a snapshot of every table (and the override file) for
-"nothing was written" checks.
+static Live double, two sites, three users, a device, two call records, the web accounts "setup"
+(admin, the ADMIN actor) and "ursula" (user of extension 100), and one API token per role (owned
+by setup, the user token by ursula). ``World.call(role, method, path, ...)`` sends a request
+with that role's bearer token. ``dump(world)`` is a snapshot of every table (and the override
+file) for "nothing was written" checks.
 """
 
 from __future__ import annotations
@@ -107,9 +108,19 @@ def add_token(
     created_by: str = "web:setup",
     expires_at: float | None = None,
 ) -> int:
+    """A token made in the UI by the account ``created_by`` names, which owns it."""
     digest = hashlib.sha256(secret.encode()).hexdigest()
+    owner = created_by.partition(":")[2]
     token = store.write(
-        tokens.add_token, secret, digest, role, site_id, created_by, expires_at, time.time()
+        tokens.add_token,
+        secret,
+        digest,
+        role,
+        site_id,
+        created_by,
+        expires_at,
+        time.time(),
+        owner=owner,
     )
     return token.id
 
@@ -139,6 +150,7 @@ def _populate(world: World) -> None:
                 ended_at=now - 30, disposition="no answer",
             ),
         )  # fmt: skip
+    store.write(admins.create_admin, "setup", "x", False)  # ADMIN: owns the role tokens
     store.write(admins.create_admin, "ursula", "x", False, role="user", extension="100")
     for role in ROLES:
         secret = f"pbx_test_{role}"

@@ -199,6 +199,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "role": _STR,
             "site_id": _INT_OR_NULL,
             "created_by": _STR,
+            "owner": _STR_OR_NULL,
             "created_at": _NUM,
             "expires_at": _NUM_OR_NULL,
             "revoked_at": _NUM_OR_NULL,

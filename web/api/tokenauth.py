@@ -2,9 +2,12 @@
 
 Owns turning ``Authorization: Bearer <token>`` into a web.auth.Account. Tokens are stored only
 as the SHA-256 hex digest of the secret (pbx.store.tokens); an unknown, revoked or expired token
-is answered 401 without saying which. Each use is recorded with touch_token (at most once a
-minute per token, so reads stay reads); every request made with a temporary support token
-(one with an expiry) is written to the audit log. Must not import twisted.
+is answered 401 without saying which, and so is a token whose owner (the web account it
+belongs to) is disabled, expired or gone (a new account with its name is not it): checked at
+every request, whatever changed the account (UI, API, CLI). Each use is recorded with
+touch_token (at most once a minute per token, so reads stay reads); every request made with a
+temporary support token (one with an expiry) is written to the audit log. Must not import
+twisted.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Any
 
 from flask import request
 
 from pbx.store import audit, tokens
-from pbx.store.admins import get_admin
+from pbx.store.admins import Admin, get_admin
+from web.accounts import usable
 from web.api.schema import ApiError
 from web.auth import ROLES, Account
 from web.backend import WebContext
@@ -44,17 +49,31 @@ def bearer_secret() -> str:
     return secret
 
 
+def _token_and_owner(db: Any, digest: str) -> tuple[tokens.ApiToken | None, Admin | None]:
+    """The token with this hash and the web account it belongs to, in one read."""
+    token = tokens.token_by_hash(db, digest)
+    if token is None or token.owner is None:
+        return token, None
+    return token, get_admin(db, token.owner)
+
+
 def authenticate(ctx: WebContext, now: float | None = None) -> Account:
     """The Account the request's token acts as; ApiError(401) when there is none."""
     secret = bearer_secret()
     now = time.time() if now is None else now
-    token = ctx.store.read(tokens.token_by_hash, token_hash(secret))
-    if token is None or not token.usable(now) or token.role not in ROLES:
+    token, owner = ctx.store.read(_token_and_owner, token_hash(secret))
+    if (
+        token is None
+        or not token.usable(now)
+        or token.role not in ROLES
+        or owner is None
+        or not usable(owner, now)
+        or owner.created_at > token.created_at  # a later account that reuses the name
+    ):
         raise ApiError(401, "invalid, expired or revoked token")
     extension = None
-    if token.role == "user":  # acts for the web account that made it ("web:NAME")
-        creator = ctx.store.read(get_admin, token.created_by.partition(":")[2])
-        extension = None if creator is None else creator.extension
+    if token.role == "user":  # acts for the extension of the web account it belongs to
+        extension = owner.extension
         if extension is None:
             raise ApiError(401, "this token's account has no extension")
     account = Account(
@@ -64,6 +83,7 @@ def authenticate(ctx: WebContext, now: float | None = None) -> Account:
         extension=extension,
         expires_at=token.expires_at,
         via="api",
+        owner=owner.username,
     )
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_INTERVAL:
         ctx.store.write(tokens.touch_token, token.id, now)

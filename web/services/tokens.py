@@ -68,7 +68,15 @@ def _add_token(
     def add(db: Any) -> tokens.ApiToken:
         _check_site_exists(db, site_id)
         token = tokens.add_token(
-            db, name, hash_token(secret), role, site_id, actor.actor, expires_at, now
+            db,
+            name,
+            hash_token(secret),
+            role,
+            site_id,
+            actor.actor,
+            expires_at,
+            now,
+            owner=actor.principal,
         )
         audit.record(
             db, actor=actor.actor, action=action, target=name, new=token_dict(token), at=now
