@@ -269,9 +269,8 @@ class PbxServer:
         return d
 
     def _commit_bindings(self, extension: str, **changes: Any) -> defer.Deferred[Any]:
-        d = as_deferred(
-            self.store.write_async(registrations.apply_register, extension, **changes), self.reactor
-        )
+        """The registrar's commit: batched with the other REGISTERs of this reactor turn."""
+        d = self._bindings.commit(extension, changes)
         upserts = changes.get("upserts") or []
 
         def committed(bindings: Any) -> Any:
@@ -402,10 +401,12 @@ def _refuse_gone_user(failure: Failure, extension: str) -> Any:
 class BindingCommits:
     """Group commit of REGISTER changes on the reactor side.
 
-    While one batch is being committed by the store's writer thread, further changes queue up
-    here and go as the next batch: one hand-off between threads per batch, not per REGISTER
-    (each hand-off costs the reactor thread a GIL round trip). Every Deferred still fires only
-    after its own change is committed.
+    The changes of one reactor turn go to the store's writer thread as one batch
+    (registrations.apply_many) at the end of the turn, and while a batch is being committed
+    further changes queue up here and go as the next one: one hand-off between threads per
+    batch, not per REGISTER (each hand-off costs the reactor thread a GIL round trip). Every
+    Deferred still fires only after its own change is committed, with its own result; a
+    change that fails (unknown or disabled extension) fails alone.
     """
 
     def __init__(self, store: Store, reactor: Any) -> None:
@@ -413,23 +414,31 @@ class BindingCommits:
         self._reactor = reactor
         self._pending: list[tuple[str, dict[str, Any], defer.Deferred[Any]]] = []
         self._in_flight = False
+        self._scheduled = False
 
     def commit(self, extension: str, changes: dict[str, Any]) -> defer.Deferred[Any]:
         d: defer.Deferred[Any] = defer.Deferred()
         self._pending.append((extension, changes, d))
-        if not self._in_flight:
-            self._flush()
+        if not self._in_flight and not self._scheduled:
+            self._scheduled = True
+            self._reactor.callLater(0, self._flush)
         return d
 
     def _flush(self) -> None:
+        self._scheduled = False
         batch, self._pending = self._pending, []
-        self._in_flight = True
+        if not batch:
+            return
         job = [(extension, changes) for extension, changes, _ in batch]
-        done = as_deferred(self._store.write_async(registrations.apply_many, job), self._reactor)
-        done.addBoth(self._committed, batch)
+        try:
+            future = self._store.write_async(registrations.apply_many, job)
+        except Exception:  # noqa: BLE001 - e.g. the store is closed: these fail, later ones try
+            self._committed(Failure(), batch)
+            return
+        self._in_flight = True
+        as_deferred(future, self._reactor).addBoth(self._committed, batch)
 
     def _committed(self, results: Any, batch: list[tuple[str, dict[str, Any], Any]]) -> None:
-        self._in_flight = False
         if isinstance(results, Failure):
             for _, _, d in batch:
                 d.errback(results)
@@ -439,7 +448,8 @@ class BindingCommits:
                     d.errback(result)
                 else:
                     d.callback(result)
-        if self._pending:
+        self._in_flight = False  # after the callbacks: what they commit joins the next batch
+        if self._pending and not self._scheduled:
             self._flush()
 
 

@@ -147,9 +147,10 @@ RegisterChange = tuple[str, dict[str, Any]]  # (extension, apply_register keywor
 def apply_many(db: Database, changes: list[RegisterChange]) -> list[list[Binding] | Exception]:
     """Apply several REGISTERs in one writer job, each in its own savepoint.
 
-    The registrar batches the REGISTERs that arrive while a commit is in flight into one job:
-    one queue hand-off and one wake-up of the reactor per batch instead of per REGISTER. A
-    failing change (unknown extension, ...) is rolled back alone and returned as its exception.
+    The reactor side (pbx.service.BindingCommits) batches the REGISTERs of one reactor turn,
+    and those that arrive while a commit is in flight, into one job: one queue hand-off and one
+    wake-up of the reactor per batch instead of per REGISTER. A failing change (unknown or
+    disabled extension, ...) is rolled back alone and returned as its exception.
     """
     conn = db.conn
     results: list[list[Binding] | Exception] = []
