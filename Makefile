@@ -8,7 +8,7 @@ DATA ?= data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the server needs at run time, and the real peers the tests drive.
-APT_RUN := python3 python3-venv python3-dev gcc libopus0 openssl ca-certificates
+APT_RUN := python3 python3-venv python3-dev gcc libopus0 openssl ca-certificates asterisk-moh-opsound-wav asterisk-core-sounds-en-wav
 APT_TEST := sip-tester baresip linphone-cli sofia-sip-bin iproute2 util-linux tcpdump chromium chromium-driver
 
 .PHONY: run test lint typecheck layers pytest system-deps test-deps clean
