@@ -5,7 +5,8 @@ Scripts, installers and tests rely on these forms, keep them stable::
     pbx serve [--data DIR] [--config FILE] [--bind ADDR] [--sip-port N] [--tls-port N]
               [--http-port N] [--rtp-ports LOW-HIGH]
     pbx user add EXT [--password PW] [--name NAME] [--contact URI]
-    pbx user set EXT [--call-waiting on|off] [--contact URI|none]
+    pbx user set EXT [--enabled on|off] [--call-waiting on|off] [--contact URI|none]
+                     [--pickup-group NAME|none]
     pbx user list | show EXT | passwd EXT [--password PW] | del EXT
     pbx status [--json]
     pbx ban list | ban del ADDR
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_arg(add)
     user_set = user_sub.add_parser(
-        "set", help="change call waiting, the static contact or whether the user is enabled"
+        "set",
+        help="change call waiting, the static contact, the pickup group or whether the user "
+        "is enabled",
     )
     user_set.add_argument("extension")
     user_set.add_argument(
@@ -81,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_set.add_argument(
         "--contact", metavar="URI", help="static contact sip:IP:PORT, or 'none' to remove it"
+    )
+    user_set.add_argument(
+        "--pickup-group",
+        metavar="NAME",
+        help="pickup group (1-32 letters, digits, - _ .), or 'none' to leave it",
     )
     _data_arg(user_set)
     imp = user_sub.add_parser("import", help="add users from a CSV file (extension,password,name)")

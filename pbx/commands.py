@@ -89,6 +89,16 @@ def check_contact(text: str) -> str:
         raise CommandError(f"--contact: {exc}") from None
 
 
+def check_pickup_group(text: str) -> str | None:
+    """A pickup group name as stored, None for 'none', or CommandError."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return extensions.check_pickup_group(text.strip())
+    except ValueError as exc:
+        raise CommandError(f"--pickup-group: {exc}") from None
+
+
 def check_password(password: str) -> None:
     if len(password) < 8:
         raise CommandError("SIP passwords need at least 8 characters")
@@ -241,6 +251,7 @@ def user_show(args: argparse.Namespace) -> int:
     print(f"realm:        {creds.realm}")
     print(f"call waiting: {'on' if user.call_waiting else 'off'}")
     print(f"contact:      {user.static_contact or '(registrations only)'}")
+    print(f"pickup group: {user.pickup_group or '(none)'}")
     return 0
 
 
@@ -271,7 +282,7 @@ def user_passwd(args: argparse.Namespace) -> int:
 
 
 def user_set(args: argparse.Namespace) -> int:
-    """Change per-user options: enabled, call waiting and the static contact."""
+    """Change per-user options: enabled, call waiting, the static contact, the pickup group."""
     changes: dict[str, Any] = {}
     if getattr(args, "enabled", None) is not None:
         changes["enabled"] = args.enabled == "on"
@@ -280,10 +291,12 @@ def user_set(args: argparse.Namespace) -> int:
     if args.contact is not None:
         clear = args.contact.strip().lower() == "none"
         changes["contact"] = None if clear else check_contact(args.contact)
+    if getattr(args, "pickup_group", None) is not None:
+        changes["pickup_group"] = check_pickup_group(args.pickup_group)
     if not changes:
         raise CommandError(
-            "nothing to change: give --enabled on|off, --call-waiting on|off "
-            "and/or --contact URI|none"
+            "nothing to change: give --enabled on|off, --call-waiting on|off, "
+            "--contact URI|none and/or --pickup-group NAME|none"
         )
     store = open_store(data_dir(args))
     try:
@@ -298,6 +311,8 @@ def user_set(args: argparse.Namespace) -> int:
                 users.set_call_waiting(db, args.extension, changes["call_waiting"])
             if "contact" in changes:
                 users.set_static_contact(db, args.extension, changes["contact"])
+            if "pickup_group" in changes:
+                users.set_pickup_group(db, args.extension, changes["pickup_group"])
             audit.record(
                 db,
                 actor=actor(),
@@ -307,6 +322,7 @@ def user_set(args: argparse.Namespace) -> int:
                     "enabled": old.enabled,
                     "call_waiting": old.call_waiting,
                     "contact": old.static_contact,
+                    "pickup_group": old.pickup_group,
                 },
                 new=changes,
                 at=time.time(),

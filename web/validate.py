@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pbx.extensions import check_extension
+from pbx.extensions import check_extension, check_pickup_group
 from web.errors import ValidationError
 
 NAME_MAX = 100
@@ -102,6 +102,22 @@ def extension(value: Any, field: str = "extension") -> str:
         raise ValidationError(field, f"{field}: expected text")
     try:
         return check_extension(value.strip())
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+def pickup_group(data: Mapping[str, Any], field: str = "pickup_group") -> str | None:
+    """A pickup group name (the rule of pbx.extensions); empty, missing or null is None."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, f"{field}: expected text")
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return check_pickup_group(value)
     except ValueError as exc:
         raise ValidationError(field, str(exc)) from None
 

@@ -295,6 +295,19 @@ def _m008_api_token_owner(db: Database) -> None:
         log.warning("%d API token(s) belong to no web account and no longer work", orphans)
 
 
+@MIGRATIONS(name="m009_pickup_groups")
+def _m009_pickup_groups(db: Database) -> None:
+    # pickup_group: users of one group answer each other's ringing calls with the group pickup
+    # feature code (config/feature_codes.toml); NULL: in no group.
+    _run(
+        db,
+        [
+            "ALTER TABLE users ADD COLUMN pickup_group TEXT",
+            "CREATE INDEX users_pickup_group ON users(pickup_group) WHERE pickup_group IS NOT NULL",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

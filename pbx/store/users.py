@@ -1,7 +1,9 @@
 """SIP users (extensions).
 
-Owns the ``users`` table. Plain functions taking the sqlite-utils Database first; dataclasses
-out. Must not import twisted or anything outside pbx.store.
+Owns the ``users`` table, pickup groups included (:func:`set_pickup_group`,
+:func:`pickup_group_members`). Plain functions taking the sqlite-utils Database first;
+dataclasses out. Must not import twisted or anything outside pbx.store (but the name rules of
+pbx.extensions).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from pbx.extensions import check_pickup_group
 from pbx.store import registrations
 from pbx.store.errors import AlreadyExists, NotFound
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = "extension, display_name, enabled, created_at, call_waiting, static_contact, site_id"
+_COLUMNS = (
+    "extension, display_name, enabled, created_at, call_waiting, static_contact, site_id, "
+    "pickup_group"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class User:
     call_waiting: bool = True  # False: a second call while one is up gets 486
     static_contact: str | None = None  # SIP URI reached besides the registrations
     site_id: int | None = None  # the site the user belongs to (pbx.store.sites)
+    pickup_group: str | None = None  # users of a group pick up each other's calls
 
 
 def _user(row: tuple[Any, ...]) -> User:
@@ -42,6 +49,7 @@ def _user(row: tuple[Any, ...]) -> User:
         call_waiting=bool(row[4]),
         static_contact=row[5],
         site_id=row[6],
+        pickup_group=row[7],
     )
 
 
@@ -60,7 +68,7 @@ def add_user(
     user = User(extension, display_name, True, created, True, static_contact, site_id)
     try:
         db.execute(
-            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?, 1, ?, ?)",
+            f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, 1, ?, 1, ?, ?, NULL)",
             [extension, display_name, user.created_at, static_contact, site_id],
         )
     except sqlite3.IntegrityError as exc:
@@ -114,6 +122,23 @@ def set_static_contact(db: Database, extension: str, contact: str | None) -> Non
 def set_user_site(db: Database, extension: str, site_id: int | None) -> None:
     """Move a user to a site (None: no site); NotFound for no such user or site."""
     _update(db, extension, "site_id", site_id)
+
+
+def set_pickup_group(db: Database, extension: str, group: str | None) -> None:
+    """Put a user in a pickup group (None: in none); ValueError for a bad group name
+    (pbx.extensions.check_pickup_group), NotFound for no such user."""
+    if group is not None:
+        check_pickup_group(group)
+    _update(db, extension, "pickup_group", group)
+
+
+def pickup_group_members(db: Database, group: str) -> list[str]:
+    """The extensions of the enabled users in ``group``, sorted."""
+    rows = db.execute(
+        "SELECT extension FROM users WHERE pickup_group = ? AND enabled = 1 ORDER BY extension",
+        [group],
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def set_display_name(db: Database, extension: str, name: str) -> None:

@@ -22,6 +22,7 @@ ALL = [
     "m006_web",
     "m007_call_records_not_unique",
     "m008_api_token_owner",
+    "m009_pickup_groups",
 ]
 
 

@@ -77,7 +77,7 @@ def test_csv_import_all_or_nothing_and_export(world: World) -> None:
     assert export.mimetype == "text/csv"
     lines = export.get_data(as_text=True).splitlines()
     assert lines[0].startswith("extension,password,name,site")
-    assert "500,,Five,HQ,1,1" in lines
+    assert "500,,Five,HQ,1,1," in lines
 
 
 def test_site_crud_and_delete_refused_while_users_belong(world: World) -> None:

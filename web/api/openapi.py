@@ -47,6 +47,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "site_id": _INT_OR_NULL,
             "call_waiting": {"type": "boolean"},
             "static_contact": _STR_OR_NULL,
+            "pickup_group": _STR_OR_NULL,
             "created_at": _NUM,
         }
     ),

@@ -31,6 +31,12 @@ _USER_FIELDS = {
     "static_contact": Field(
         "string", nullable=True, max_length=200, description="Fixed SIP URI (gateways)"
     ),
+    "pickup_group": Field(
+        "string",
+        nullable=True,
+        max_length=32,
+        description="Pickup group: 1-32 letters, digits or - _ . (null or empty: none)",
+    ),
 }
 CREATE_USER = Schema(
     _USER_FIELDS
@@ -55,7 +61,10 @@ IMPORT = Schema(
             "string",
             required=True,
             max_length=1024 * 1024,
-            description="CSV rows extension,password,name[,site]; all or none are added",
+            description=(
+                "CSV rows extension,password,name[,site]; a pickup_group column named in the "
+                "header is optional; all or none are added"
+            ),
         )
     }
 )

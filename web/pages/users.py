@@ -17,7 +17,7 @@ from web.auth import require
 from web.errors import ValidationError
 from web.pages import actor, bp, ctx, done, form
 
-_EDIT = ("display_name", "site_id", "static_contact")
+_EDIT = ("display_name", "site_id", "static_contact", "pickup_group")
 _BOXES = ("enabled", "call_waiting")
 
 

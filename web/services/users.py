@@ -24,7 +24,15 @@ from web.backend import WebContext
 from web.errors import Conflict, Forbidden, NotFound, ValidationError
 from web.services._common import _box, _check_site_exists, _now, _write
 
-USER_FIELDS = ("extension", "display_name", "site_id", "enabled", "call_waiting", "static_contact")
+USER_FIELDS = (
+    "extension",
+    "display_name",
+    "site_id",
+    "enabled",
+    "call_waiting",
+    "static_contact",
+    "pickup_group",
+)
 MAX_IMPORT_ROWS = 5000
 
 
@@ -89,6 +97,7 @@ def create_user(ctx: WebContext, actor: Account, data: dict[str, Any]) -> dict[s
     enabled = validate.boolean(data, "enabled", True)
     call_waiting = validate.boolean(data, "call_waiting", True)
     contact = _contact(data)
+    group = validate.pickup_group(data)
     password = data.get("password") or ""
     if password:
         check(actor, "users.secrets", site_id)
@@ -110,6 +119,8 @@ def create_user(ctx: WebContext, actor: Account, data: dict[str, Any]) -> dict[s
             users.set_user_enabled(db, ext, False)
         if not call_waiting:
             users.set_call_waiting(db, ext, False)
+        if group is not None:
+            users.set_pickup_group(db, ext, group)
         store_credentials.set_credentials(db, creds)
         user = users.get_user(db, ext)
         assert user is not None
@@ -125,7 +136,8 @@ def create_user(ctx: WebContext, actor: Account, data: dict[str, Any]) -> dict[s
 def update_user(
     ctx: WebContext, actor: Account, extension: str, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Change name, site, enabled, call waiting or static contact (only the fields given)."""
+    """Change name, site, enabled, call waiting, static contact or pickup group (only the
+    fields given)."""
     validate.reject_unknown(data, USER_FIELDS)
     if "extension" in data and data["extension"] != extension:
         raise ValidationError("extension", "extension: cannot be changed (delete and re-create)")
@@ -144,6 +156,8 @@ def update_user(
         changes["call_waiting"] = validate.boolean(data, "call_waiting")
     if "static_contact" in data:
         changes["static_contact"] = _contact(data)
+    if "pickup_group" in data:
+        changes["pickup_group"] = validate.pickup_group(data)
     now = _now()
 
     def apply(db: Any) -> users.User:
@@ -159,6 +173,8 @@ def update_user(
             users.set_call_waiting(db, extension, changes["call_waiting"])
         if "static_contact" in changes:
             users.set_static_contact(db, extension, changes["static_contact"])
+        if "pickup_group" in changes:
+            users.set_pickup_group(db, extension, changes["pickup_group"])
         new = users.get_user(db, extension)
         assert new is not None
         audit.record_changes(
@@ -318,13 +334,52 @@ def _site_by_ref(all_sites: list[sites.Site], ref: str, row: int) -> int | None:
     raise ValidationError("file", f"row {row}: no site {ref!r}")
 
 
+EXPORT_HEADER = (
+    "extension", "password", "name", "site", "enabled", "call_waiting", "pickup_group"
+)  # fmt: skip
+_IMPORT_COLUMNS = ("extension", "password", "name", "site", "pickup_group")
+_POSITIONS = {name: EXPORT_HEADER.index(name) for name in _IMPORT_COLUMNS}
+
+
+def _import_columns(rows: list[list[str]]) -> tuple[list[list[str]], dict[str, int | None]]:
+    """The data rows and where each imported column is. Without a header row the columns are
+    where the export writes them; with one, a column is found by its header name, and one the
+    header does not name is at its usual position unless the header gives that position
+    another known name (so the pickup_group column may be anywhere, or absent)."""
+    if not rows or rows[0][0].strip().lower() != "extension":
+        return rows, dict(_POSITIONS)
+    names = [cell.strip().lower() for cell in rows[0]]
+    columns: dict[str, int | None] = {}
+    for name in _IMPORT_COLUMNS:
+        if name in names:
+            columns[name] = names.index(name)
+        elif name != "pickup_group" and not (
+            _POSITIONS[name] < len(names) and names[_POSITIONS[name]] in _IMPORT_COLUMNS
+        ):
+            columns[name] = _POSITIONS[name]
+        else:
+            columns[name] = None
+    return rows[1:], columns
+
+
+def _cells(row: list[str], columns: dict[str, int | None]) -> dict[str, str]:
+    """The imported columns of one row, stripped; the export's quote before a formula
+    character is undone (pbx.csvsafe), passwords are taken as typed."""
+    cells = {}
+    for name, index in columns.items():
+        cell = row[index].strip() if index is not None and index < len(row) else ""
+        cells[name] = cell if name == "password" else unquote_cell(cell)
+    return cells
+
+
 def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[str, str]]:
     """Add users from CSV ``extension,password,name[,site]``: all rows or none.
 
     Returns (extension, password) for rows whose password was generated. A header row starting
-    with "extension" and lines starting with '#' are skipped (the format of `pbx user import`).
-    Reads what :func:`export_users_csv` writes (pbx.csvsafe.unquote_cell on every cell but the
-    password).
+    with "extension" and lines starting with '#' are skipped (the format of `pbx user import`);
+    a ``pickup_group`` column (optional: found by its header name, or the 7th column as the
+    export writes it) puts the user in that group. Reads what :func:`export_users_csv` writes
+    (pbx.csvsafe.unquote_cell on every cell but the password).
     """
     check(actor, "users.write")
     if not isinstance(text, str):
@@ -333,8 +388,7 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
         rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].startswith("#")]
     except csv.Error as exc:
         raise ValidationError("file", f"file: not valid CSV ({exc})") from None
-    if rows and rows[0][0].strip().lower() == "extension":
-        rows = rows[1:]
+    rows, columns = _import_columns(rows)
     if not rows:
         raise ValidationError("file", "file: no rows to import")
     if len(rows) > MAX_IMPORT_ROWS:
@@ -343,15 +397,14 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
     box, realm, now = _box(ctx), ctx.config.auth.realm, _now()
     prepared, generated, seen = [], [], set()
     for number, row in enumerate(rows, start=1):
-        cells = [c.strip() for c in row] + ["", "", "", ""]
-        # undo the export's quote before a formula character; passwords are taken as typed
-        cells = [c if i == 1 else unquote_cell(c) for i, c in enumerate(cells)]
+        cells = _cells(row, columns)
         try:
-            ext = validate.extension(cells[0])
-            name = validate.text({"name": cells[2]}, "name") or ext
-            password = validate.sip_password(cells[1]) if cells[1] else ""
-            site_id = _site_by_ref(all_sites, cells[3], number)
+            ext = validate.extension(cells["extension"])
+            name = validate.text({"name": cells["name"]}, "name") or ext
+            password = validate.sip_password(cells["password"]) if cells["password"] else ""
+            site_id = _site_by_ref(all_sites, cells["site"], number)
             site_id = _site_field({"site_id": site_id}, actor, None)
+            group = validate.pickup_group(cells)
         except ValidationError as exc:
             raise ValidationError("file", f"row {number}: {exc.message}") from None
         if password:
@@ -363,10 +416,10 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
             password = generate_sip_password()
             generated.append((ext, password))
         creds = make_credentials(box, ext, realm, password, now)
-        prepared.append((number, ext, name, site_id, creds))
+        prepared.append((number, ext, name, site_id, group, creds))
 
     def add_all(db: Any) -> None:
-        for number, ext, name, site_id, creds in prepared:
+        for number, ext, name, site_id, group, creds in prepared:
             try:
                 users.add_user(db, ext, name, now=now)
             except store_errors.AlreadyExists:
@@ -375,6 +428,8 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
                 ) from None
             if site_id is not None:
                 users.set_user_site(db, ext, site_id)
+            if group is not None:
+                users.set_pickup_group(db, ext, group)
             store_credentials.set_credentials(db, creds)
         audit.record(
             db,
@@ -396,7 +451,7 @@ def export_users_csv(ctx: WebContext, actor: Account, site_id: int | None = None
     names = {s.id: s.name for s in ctx.store.read(sites.list_sites)}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["extension", "password", "name", "site", "enabled", "call_waiting"])
+    writer.writerow(EXPORT_HEADER)
     for user in rows:
         writer.writerow(
             safe_row(
@@ -407,6 +462,7 @@ def export_users_csv(ctx: WebContext, actor: Account, site_id: int | None = None
                     names.get(user["site_id"] or 0, ""),
                     int(user["enabled"]),
                     int(user["call_waiting"]),
+                    user["pickup_group"] or "",
                 ]
             )
         )
