@@ -456,18 +456,29 @@ def call_records(args: argparse.Namespace) -> int:
         raise CommandError("--limit must be at least 1")
     store = open_store(data_dir(args))
     try:
-        rows = store.read(cdr.recent, args.limit)
+        rows, histories = store.read(_records_with_history, args.limit)
     finally:
         store.close()
     if args.csv:
-        sys.stdout.write(cdr.as_csv(rows))
+        sys.stdout.write(cdr.as_csv(rows, histories))
         return 0
     print(f"{'START':<19} {'FROM':<10} {'TO':<12} {'DISPOSITION':<12} {'DURATION':>8}")
     for row in rows:
         start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.started_at))
         duration = f"{row.duration:.0f}s" if row.duration is not None else "-"
         print(f"{start:<19} {row.caller:<10} {row.dialled:<12} {row.disposition:<12} {duration:>8}")
+        for entry in histories.get(row.id or 0, []):
+            at = time.strftime("%H:%M:%S", time.localtime(entry.at))
+            print(f"    {at}  {cdr.entry_text(entry)}")
     return 0
+
+
+def _records_with_history(
+    db: Any, limit: int
+) -> tuple[list[cdr.CallRecord], dict[int, list[cdr.HistoryEntry]]]:
+    """The newest records and their histories, in one read."""
+    rows = cdr.recent(db, limit)
+    return rows, cdr.histories_of(db, [row.id for row in rows if row.id is not None])
 
 
 def ban_list(args: argparse.Namespace) -> int:

@@ -1,16 +1,23 @@
-"""Call records (CDR): one row per call, crash-safe.
+"""Call records (CDR): one row per call, crash-safe, with the call's history.
 
-Owns the ``call_records`` table. The call layer writes a row when a call is answered, before
-the 200 OK goes to the caller (:func:`open_record`), and completes it when the call ends
-(:func:`close_record`); unanswered calls are written once, complete (:func:`add_record`).
-At start-up, :func:`close_interrupted` gives every row still open the disposition
-'interrupted', so a crash never loses an answered call. Must not import twisted.
+Owns the ``call_records`` and ``call_history`` tables. The call layer writes a row when a call
+is answered, before the 200 OK goes to the caller (:func:`open_record`), and completes it when
+the call ends (:func:`close_record`); unanswered calls are written once, complete
+(:func:`add_record`). Both take the call's history (:class:`HistoryEntry`: talk segments,
+transfers, parks, unparks, pickups), written in the same transaction as the row. At start-up,
+:func:`close_interrupted` gives every row still open the disposition 'interrupted', so a crash
+never loses an answered call. History rows go with their record (ON DELETE CASCADE: the
+retention purge removes both). :func:`history_text` is the one line for people that the CSV
+exports and ``pbx cdr`` show. Must not import twisted.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
@@ -53,6 +60,122 @@ _INSERT = (
 _SELECT = f"SELECT {', '.join(_FIELDS)}, id FROM call_records"
 
 
+HISTORY_KINDS = ("talk", "transfer", "park", "unpark", "pickup")
+_CHUNK = 500  # ids per query (SQLite's limit on host parameters)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step of a call: a talk segment (``until`` is when it ended) or a transfer, park,
+    unpark or pickup (``until`` None). ``parties`` are the numbers involved, ``detail`` a
+    sentence for people."""
+
+    kind: str
+    at: float
+    until: float | None = None
+    parties: tuple[str, ...] = ()
+    detail: str = ""
+
+    @classmethod
+    def of(cls, entry: HistoryEntry | Mapping[str, Any]) -> HistoryEntry:
+        """An entry from what the call layer passes (a dict with kind, at, until, parties,
+        detail); ValueError naming what is wrong."""
+        if isinstance(entry, HistoryEntry):
+            return entry
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"history entry: expected a mapping, got {type(entry).__name__}")
+        kind = entry.get("kind")
+        if kind not in HISTORY_KINDS:
+            raise ValueError(f"history entry: kind {kind!r} is not one of {HISTORY_KINDS}")
+        parties = entry.get("parties", ())
+        if not isinstance(parties, list | tuple) or not all(isinstance(p, str) for p in parties):
+            raise ValueError(f"history entry: parties must be a list of numbers, got {parties!r}")
+        detail = entry.get("detail", "")
+        if not isinstance(detail, str):
+            raise ValueError(f"history entry: detail must be text, got {detail!r}")
+        until = entry.get("until")
+        return cls(
+            kind=str(kind),
+            at=_time(entry.get("at"), "at"),
+            until=None if until is None else _time(until, "until"),
+            parties=tuple(parties),
+            detail=detail,
+        )
+
+
+def _time(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"history entry: {name} must be a time in seconds, got {value!r}")
+    return float(value)
+
+
+def entry_text(entry: HistoryEntry | Mapping[str, Any]) -> str:
+    """One entry for people: a talk segment as ``1001 + 1002 talked 12 s``, the others their
+    detail."""
+    item = HistoryEntry.of(entry)
+    if item.kind == "talk" and item.until is not None:
+        seconds = max(0, round(item.until - item.at))
+        return f"{' + '.join(item.parties)} talked {seconds} s"
+    return item.detail or item.kind
+
+
+def history_text(entries: Iterable[HistoryEntry | Mapping[str, Any]]) -> str:
+    """A call's history as one line for people (CSV exports, ``pbx cdr``): the entries'
+    :func:`entry_text` joined by '; '."""
+    return "; ".join(entry_text(entry) for entry in entries)
+
+
+def _write_history(
+    db: Database, record_id: int, history: Sequence[HistoryEntry | Mapping[str, Any]]
+) -> None:
+    entries = [HistoryEntry.of(entry) for entry in history]
+    if not entries:
+        return
+    (start,) = db.conn.execute(
+        "SELECT COALESCE(MAX(position) + 1, 0) FROM call_history WHERE record_id = ?",
+        (record_id,),
+    ).fetchone()
+    db.conn.executemany(
+        "INSERT INTO call_history (record_id, position, kind, at, until, parties, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (record_id, start + n, e.kind, e.at, e.until, json.dumps(list(e.parties)), e.detail)
+            for n, e in enumerate(entries)
+        ],
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> HistoryEntry:
+    kind, at, until, parties, detail = row
+    return HistoryEntry(kind, at, until, tuple(json.loads(parties)), detail)
+
+
+def history_of(db: Database, record_id: int) -> list[HistoryEntry]:
+    """The history of one record, in the order it happened (empty when it has none)."""
+    rows = db.execute(
+        "SELECT kind, at, until, parties, detail FROM call_history WHERE record_id = ? "
+        "ORDER BY position",
+        [record_id],
+    ).fetchall()
+    return [_entry(row) for row in rows]
+
+
+def histories_of(db: Database, ids: Iterable[int]) -> dict[int, list[HistoryEntry]]:
+    """The histories of many records: every id given maps to its entries (maybe none)."""
+    wanted = list(dict.fromkeys(ids))
+    out: dict[int, list[HistoryEntry]] = {record_id: [] for record_id in wanted}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = db.execute(
+            "SELECT record_id, kind, at, until, parties, detail FROM call_history "
+            f"WHERE record_id IN ({', '.join('?' * len(chunk))}) ORDER BY record_id, position",
+            chunk,
+        ).fetchall()
+        for row in rows:
+            out[row[0]].append(_entry(row[1:]))
+    return out
+
+
 def _check(record: CallRecord) -> None:
     if record.disposition not in DISPOSITIONS:
         raise ValueError(f"unknown disposition {record.disposition!r}")
@@ -84,14 +207,21 @@ def open_record(db: Database, record: CallRecord) -> int:
     return int(cursor.lastrowid or 0)
 
 
-def add_record(db: Database, record: CallRecord) -> int:
-    """Insert the complete row of a call that ended (answered or not)."""
+def add_record(
+    db: Database,
+    record: CallRecord,
+    history: Sequence[HistoryEntry | Mapping[str, Any]] = (),
+) -> int:
+    """Insert the complete row of a call that ended (answered or not) with its history."""
     _check(record)
     if record.disposition == "open":
         raise ValueError("use open_record for calls in progress")
+    entries = [HistoryEntry.of(entry) for entry in history]
     record = _with_sites(db, record)
     cursor = db.conn.execute(_INSERT, astuple(record)[:-1])
-    return int(cursor.lastrowid or 0)
+    record_id = int(cursor.lastrowid or 0)
+    _write_history(db, record_id, entries)
+    return record_id
 
 
 def close_record(
@@ -102,12 +232,15 @@ def close_record(
     disposition: str = "answered",
     hangup_side: str | None = None,
     hangup_cause: str | None = None,
+    history: Sequence[HistoryEntry | Mapping[str, Any]] = (),
 ) -> None:
     """Complete the open row ``record_id`` (what :func:`open_record` returned; duration from
-    answer to end). One Call-ID may have several rows (a retried INVITE), so rows are closed
-    by id."""
+    answer to end) and write its history. One Call-ID may have several rows (a retried
+    INVITE), so rows are closed by id. Both happen in the caller's transaction (the store's
+    writer job): a bad history entry (ValueError) leaves the row open."""
     if disposition not in DISPOSITIONS or disposition == "open":
         raise ValueError(f"bad final disposition {disposition!r}")
+    entries = [HistoryEntry.of(entry) for entry in history]
     cursor = db.conn.execute(
         "UPDATE call_records SET ended_at = ?, duration = MAX(0, ? - answered_at), "
         "disposition = ?, hangup_side = ?, hangup_cause = ? "
@@ -116,6 +249,7 @@ def close_record(
     )
     if cursor.rowcount == 0:
         raise NotFound(f"no open call record {record_id}")
+    _write_history(db, record_id, entries)
 
 
 def close_interrupted(db: Database, now: float) -> int:
@@ -205,7 +339,8 @@ def counts_per_user(
 
 
 def purge_before(db: Database, when: float) -> int:
-    """Delete finished records of calls that started before ``when``; return how many."""
+    """Delete finished records of calls that started before ``when`` (their history goes
+    with them: ON DELETE CASCADE); return how many."""
     cursor = db.conn.execute(
         "DELETE FROM call_records WHERE started_at < ? AND disposition <> 'open'", (when,)
     )
@@ -254,16 +389,20 @@ def _search_filter(
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
-def as_csv(records: list[CallRecord]) -> str:
-    """Every field of ``records`` as CSV, id first. Text cells go through pbx.csvsafe (caller
-    names, numbers and Call-IDs come from phones: ``+4930...`` is written ``'+4930...``);
-    ids, times and durations stay numbers."""
+def as_csv(
+    records: list[CallRecord], histories: Mapping[int, Sequence[HistoryEntry]] | None = None
+) -> str:
+    """Every field of ``records`` as CSV, id first, and last a ``history`` column (the
+    :func:`history_text` of ``histories[id]``, from :func:`histories_of`; empty without).
+    Text cells go through pbx.csvsafe (caller names, numbers and Call-IDs come from phones:
+    ``+4930...`` is written ``'+4930...``); ids, times and durations stay numbers."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", *_FIELDS])
+    writer.writerow(["id", *_FIELDS, "history"])
     for record in records:
         values: list[Any] = list(astuple(record))
-        writer.writerow(safe_row([values[-1], *values[:-1]]))
+        entries = (histories or {}).get(record.id or 0, ())
+        writer.writerow(safe_row([values[-1], *values[:-1], history_text(entries)]))
     return out.getvalue()
 
 

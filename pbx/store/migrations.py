@@ -308,6 +308,30 @@ def _m009_pickup_groups(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m010_call_history")
+def _m010_call_history(db: Database) -> None:
+    # The steps of a call, written with its record (pbx.store.cdr.HistoryEntry): talk segments
+    # (until = when they ended) and transfers, parks, unparks and pickups; parties as a JSON
+    # array of numbers. Deleted with the record. NB: with foreign keys on, a migration that
+    # rebuilds call_records (as m007 did) must move these rows too: DROP TABLE cascades.
+    _run(
+        db,
+        [
+            """CREATE TABLE call_history (
+                id INTEGER PRIMARY KEY,
+                record_id INTEGER NOT NULL REFERENCES call_records(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                at REAL NOT NULL,
+                until REAL,
+                parties TEXT NOT NULL DEFAULT '[]',
+                detail TEXT NOT NULL DEFAULT ''
+            )""",
+            "CREATE UNIQUE INDEX call_history_record ON call_history(record_id, position)",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

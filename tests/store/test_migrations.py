@@ -23,6 +23,7 @@ ALL = [
     "m007_call_records_not_unique",
     "m008_api_token_owner",
     "m009_pickup_groups",
+    "m010_call_history",
 ]
 
 

@@ -1,9 +1,9 @@
 """Shared set-up for the REST API tests (tests/web/test_api_*.py).
 
 A real pbx.store.db.Store in a temporary folder, the Flask app from web.app.create_app with a
-static Live double, two sites, three users, a device, two call records, the web accounts "setup"
-(admin, the ADMIN actor) and "ursula" (user of extension 100), and one API token per role (owned
-by setup, the user token by ursula). ``World.call(role, method, path, ...)`` sends a request
+static Live double, two sites, three users, a device, two call records (r1 with a history),
+the web accounts "setup" (admin, the ADMIN actor) and "ursula" (user of extension 100), and one
+API token per role (owned by setup, the user token by ursula). ``World.call(role, method, path, ...)`` sends a request
 with that role's bearer token. ``dump(world)`` is a snapshot of every table (and the override
 file) for "nothing was written" checks.
 """
@@ -97,6 +97,11 @@ class World:
 
 
 ADMIN = Account("setup", "admin", via="web")
+HISTORY = [  # of call record r1
+    {"kind": "pickup", "at": 1000.0, "until": None, "parties": ["300", "100"],
+     "detail": "300 picked up the call ringing at 100"},
+    {"kind": "talk", "at": 1000.0, "until": 1012.0, "parties": ["100", "300"], "detail": ""},
+]  # fmt: skip
 
 
 def add_token(
@@ -149,6 +154,7 @@ def _populate(world: World) -> None:
                 started_at=now - 60, caller_user=caller, callee_user=callee,
                 ended_at=now - 30, disposition="no answer",
             ),
+            history=HISTORY if call_id == "r1" else [],
         )  # fmt: skip
     store.write(admins.create_admin, "setup", "x", False)  # ADMIN: owns the role tokens
     store.write(admins.create_admin, "ursula", "x", False, role="user", extension="100")

@@ -12,6 +12,7 @@ import logging
 import re
 from typing import Any
 
+from pbx.store.cdr import HISTORY_KINDS
 from web.api.registry import ENDPOINTS, PREFIX, Endpoint
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,22 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "hangup_cause": _STR_OR_NULL,
             "caller_codec": _STR_OR_NULL,
             "callee_codec": _STR_OR_NULL,
+            "history": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/HistoryEntry"},
+                "description": "The steps of the call, in order",
+            },
         }
+    ),
+    "HistoryEntry": _obj(
+        {
+            "kind": {"type": "string", "enum": list(HISTORY_KINDS)},
+            "at": _NUM,
+            "until": {**_NUM_OR_NULL, "description": "End of a talk segment; null otherwise"},
+            "parties": {"type": "array", "items": _STR, "description": "Numbers involved"},
+            "detail": {**_STR, "description": "The step in words"},
+        },
+        "One step of a call: a talk segment, a transfer, park, unpark or pickup.",
     ),
     "CallRecordPage": _obj(
         {

@@ -1,5 +1,6 @@
 """Call history: filters (number, user, date range, disposition, direction), paging, CSV
-export, and per-day / per-user counts drawn as inline SVG bar charts.
+export, per-day / per-user counts drawn as inline SVG bar charts, and each call's history
+(talk segments, transfers, parks, pickups) in an expandable details element.
 
 Must not import twisted or the store.
 """
@@ -20,6 +21,12 @@ from web.pages import actor, args, bp, ctx
 
 _FILTERS = (*services.CALL_FILTERS, "site_id")
 CHART_DAYS = 30
+
+
+@bp.app_template_filter("history_line")
+def history_line(entry: dict[str, Any]) -> str:
+    """One step of a call's history in words, for the call history page."""
+    return services.history_line(entry)
 
 
 @bp.route("/calls")

@@ -27,9 +27,11 @@ from web.services.live import (
     call_filters,
     export_calls_csv,
     health,
+    history_line,
     list_active_calls,
     list_devices,
     list_registrations,
+    record_dict,
     search_calls,
 )
 from web.services.settings import (
@@ -105,6 +107,7 @@ __all__ = [
     "get_user",
     "hash_token",
     "health",
+    "history_line",
     "import_users_csv",
     "list_active_calls",
     "list_audit",
@@ -116,6 +119,7 @@ __all__ = [
     "live_settings",
     "process_settings",
     "provisioning_summary",
+    "record_dict",
     "reset_sip_password",
     "revoke_token",
     "search_calls",

@@ -1,7 +1,8 @@
 """What the PBX is doing and has done: devices, registrations, active calls, health, call records.
 
 Owns the read-only views of devices, live registrations and calls (scoped to a site admin's
-site), the health summary, and call record search, CSV export and per-day/per-user counts.
+site), the health summary, and call record search (each record with its history), CSV export
+and per-day/per-user counts.
 Must not import flask or twisted.
 """
 
@@ -82,28 +83,52 @@ def call_filters(data: dict[str, Any]) -> dict[str, Any]:
     return filters
 
 
+def _search_with_history(
+    db: Any, **filters: Any
+) -> tuple[list[cdr.CallRecord], int, dict[int, list[cdr.HistoryEntry]]]:
+    """One page of matching records, the number of matches and the page's histories, in one
+    read (one snapshot)."""
+    records, total = cdr.search_records(db, **filters)
+    return records, total, cdr.histories_of(db, [r.id for r in records if r.id is not None])
+
+
+def record_dict(record: cdr.CallRecord, history: list[cdr.HistoryEntry]) -> dict[str, Any]:
+    """A call record as pages and the API show it, with ``history``: its entries (kind, at,
+    until, parties, detail) in order."""
+    return asdict(record) | {"history": [asdict(entry) for entry in history]}
+
+
+def history_line(entry: dict[str, Any]) -> str:
+    """One history entry of :func:`record_dict` in words (pbx.store.cdr.entry_text)."""
+    return cdr.entry_text(entry)
+
+
 def search_calls(
     ctx: WebContext, actor: Account, data: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
-    """(records, total, filters) for the given filters and page (1-based, per_page <= 500)."""
+    """(records, total, filters) for the given filters and page (1-based, per_page <= 500);
+    each record carries its history."""
     check(actor, "calls.read")
     filters = call_filters(data)
     filters["site_id"] = scope_site(actor, filters["site_id"])
     page = validate.integer(data, "page", low=1, high=10**6, default=1) or 1
     per_page = validate.integer(data, "per_page", low=1, high=500, default=50) or 50
-    records, total = ctx.store.read(
-        cdr.search_records, **filters, limit=per_page, offset=(page - 1) * per_page
+    records, total, histories = ctx.store.read(
+        _search_with_history, **filters, limit=per_page, offset=(page - 1) * per_page
     )
-    return [asdict(r) for r in records], total, filters | {"page": page, "per_page": per_page}
+    rows = [record_dict(r, histories.get(r.id or 0, [])) for r in records]
+    return rows, total, filters | {"page": page, "per_page": per_page}
 
 
 def export_calls_csv(ctx: WebContext, actor: Account, data: dict[str, Any]) -> str:
-    """Every record matching the filters (at most 100,000 rows) as CSV."""
+    """Every record matching the filters (at most 100,000 rows) as CSV, with its history."""
     check(actor, "calls.read")
     filters = call_filters({k: v for k, v in data.items() if k not in ("page", "per_page")})
     filters["site_id"] = scope_site(actor, filters["site_id"])
-    records, _ = ctx.store.read(cdr.search_records, **filters, limit=100_000, offset=0)
-    return cdr.as_csv(records)
+    records, _, histories = ctx.store.read(
+        _search_with_history, **filters, limit=100_000, offset=0
+    )
+    return cdr.as_csv(records, histories)
 
 
 def call_counts(
