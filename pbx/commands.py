@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx import config as config_module
-from pbx import extensions
+from pbx import extensions, featurecodes
 from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import (
     SecretBox,
@@ -81,6 +81,14 @@ def check_extension(extension: str) -> None:
         raise CommandError(str(exc)) from None
 
 
+def check_not_a_feature_code(codes: featurecodes.FeatureCodes, extension: str) -> None:
+    """An extension may not be a feature code or a park slot, or start with the directed
+    pickup prefix (the table of DATA/feature_codes.toml over config/feature_codes.toml)."""
+    reason = codes.conflict(extension)
+    if reason is not None:
+        raise CommandError(f"extension: {reason}; choose another number")
+
+
 def check_contact(text: str) -> str:
     """A static contact URI as stored (sip:HOST:PORT, IP literal host) or CommandError."""
     try:
@@ -112,6 +120,7 @@ def check_password(password: str) -> None:
 def user_add(args: argparse.Namespace) -> int:
     directory = data_dir(args)
     check_extension(args.extension)
+    check_not_a_feature_code(featurecodes.load(directory), args.extension)
     password = args.password or generate_sip_password()
     check_password(password)
     contact = check_contact(args.contact) if getattr(args, "contact", None) else None
@@ -154,6 +163,7 @@ def user_import(args: argparse.Namespace) -> int:
         rows = [row for row in csv.reader(source) if row and not row[0].startswith("#")]
     if rows and rows[0][0].strip().lower() == "extension":
         rows = rows[1:]
+    codes = featurecodes.load(directory)
     store = open_store(directory, create=True)
     try:
         box = secret_box(directory)
@@ -168,6 +178,7 @@ def user_import(args: argparse.Namespace) -> int:
             name = unquote_cell(row[2].strip()) if len(row) > 2 else ""
             try:
                 check_extension(extension)
+                check_not_a_feature_code(codes, extension)
                 if password:
                     check_password(password)
             except CommandError as exc:

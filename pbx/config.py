@@ -95,6 +95,8 @@ class CallsConfig:
     session_expires: int = 1800
     min_se: int = 90
     echo_test: str = "*43"
+    transfer_recall: float = 30.0
+    park_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,13 @@ def _validate(config: Config) -> None:
         or len(set(algorithms)) != len(algorithms)
     ):
         raise ConfigError('auth.algorithms: use "SHA-256" and/or "MD5", each once')
-    for key in ("no_answer_timeout", "max_duration", "media_timeout"):
+    for key in (
+        "no_answer_timeout",
+        "max_duration",
+        "media_timeout",
+        "transfer_recall",
+        "park_timeout",
+    ):
         if getattr(config.calls, key) <= 0:
             raise ConfigError(f"calls.{key}: must be positive")
     if not 1 <= config.calls.min_se <= config.calls.session_expires:

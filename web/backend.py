@@ -32,6 +32,10 @@ class Live(Protocol):
 
     def settings_changed(self) -> None: ...  # tell the running server to re-read live settings
 
+    def feature_codes(self) -> list[dict]: ...
+
+    # the running server's feature-code table: key, code ("" when off), name, description
+
 
 @dataclass
 class WebContext:

@@ -3,7 +3,9 @@ and the once-a-second :class:`HealthSampler` behind it and the dashboard's healt
 
 Live methods run on WSGI threads: registrations are read from the store on the calling
 thread's own read connection, active calls are fetched on the reactor with
-``blockingCallFromThread``, health is the latest sample. Must not import pbx.service.
+``blockingCallFromThread``, health is the latest sample, the feature-code table comes from the
+callable the server injects (by default it is loaded from the data directory). Must not import
+pbx.service.
 """
 
 import logging
@@ -17,6 +19,7 @@ from typing import Any
 from twisted.internet import task, threads
 from twisted.python import threadable
 
+from pbx import featurecodes
 from pbx.health import LoopLagMonitor, histogram_percentile
 from pbx.store import registrations
 from pbx.store.db import Store
@@ -132,12 +135,19 @@ class ServerLive:
         health: HealthSampler,
         active_calls: Callable[[], list[dict[str, Any]]],
         on_settings_changed: Callable[[], object],
+        *,
+        feature_codes: Callable[[], list[dict[str, Any]]] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """``feature_codes`` returns the running table's rows (FeatureCodes.describe());
+        without it they are loaded from ``data_dir`` (default: the database's folder)."""
         self._reactor = reactor
         self._store = store
         self._health = health
         self._active_calls = active_calls
         self._on_settings_changed = on_settings_changed
+        folder = store.path.parent if data_dir is None else data_dir
+        self._feature_codes = feature_codes or (lambda: featurecodes.load(folder).describe())
 
     def registrations(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -156,3 +166,6 @@ class ServerLive:
 
     def settings_changed(self) -> None:
         self._reactor.callFromThread(self._on_settings_changed)
+
+    def feature_codes(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._feature_codes()]

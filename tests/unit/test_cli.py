@@ -189,6 +189,7 @@ def test_wheel_carries_config_templates_and_firmware(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("pbx-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "pbx_data/config/pbx.toml" in names
+    assert "pbx_data/config/feature_codes.toml" in names
     assert "pbx/py.typed" in names
     assert any(n.startswith("web/") for n in names)
     target = tmp_path / "site"

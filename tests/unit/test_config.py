@@ -53,12 +53,24 @@ def test_site_file_overrides_defaults_and_flags_override_site(tmp_path: Path) ->
         ("[auth]\naccept_no_qop = 1\n", "auth.accept_no_qop"),
         ("[registrar]\nmin_expires = 9000\n", "registrar.min_expires"),
         ("[sip\n", "not valid TOML"),
+        ("[calls]\ntransfer_recall = 0\n", "calls.transfer_recall"),
+        ('[calls]\ntransfer_recall = "30"\n', "calls.transfer_recall"),
+        ("[calls]\npark_timeout = -5\n", "calls.park_timeout"),
     ],
 )
 def test_bad_site_file_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
     (tmp_path / "pbx.toml").write_text(text)
     with pytest.raises(config.ConfigError, match=needle.replace(".", r"\.")):
         config.load(tmp_path, env={})
+
+
+def test_transfer_recall_and_park_timeout_have_defaults_and_site_values(tmp_path: Path) -> None:
+    cfg = config.load(tmp_path, env={})
+    assert (cfg.calls.transfer_recall, cfg.calls.park_timeout) == (30.0, 120.0)
+    assert cfg.calls.echo_test == "*43"
+    (tmp_path / "pbx.toml").write_text("[calls]\ntransfer_recall = 15\npark_timeout = 45.5\n")
+    cfg = config.load(tmp_path, env={})
+    assert (cfg.calls.transfer_recall, cfg.calls.park_timeout) == (15.0, 45.5)
 
 
 def test_timer_environment_shortens_sip_timers(tmp_path: Path) -> None:

@@ -346,3 +346,24 @@ def test_retention_job_deletes_records_older_than_the_setting(
     done = job.run()
     reactor.run_until(lambda: done.called)
     assert [r.call_id for r in store.read(cdr.search_records)[0]] == ["c0"]
+
+
+def test_server_live_feature_codes_from_the_data_dir_or_the_injected_table(
+    reactor: FakeReactor, store: Store, tmp_path: Path
+) -> None:
+    health = _health(reactor, store, tmp_path)
+    live = ServerLive(reactor, store, health, lambda: [], lambda: None)
+    rows = {row["key"]: row["code"] for row in live.feature_codes()}
+    assert rows["park"] == "700" and rows["park_slots"] == "701-720"
+    (tmp_path / "feature_codes.toml").write_text('park = "*70"\n')
+    assert {r["key"]: r["code"] for r in live.feature_codes()}["park"] == "*70"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert {r["key"]: r["code"] for r in ServerLive(
+        reactor, store, health, lambda: [], lambda: None, data_dir=other
+    ).feature_codes()}["park"] == "700"  # fmt: skip
+    table = [{"key": "park", "code": "800", "name": "Park", "description": "x"}]
+    injected = ServerLive(
+        reactor, store, health, lambda: [], lambda: None, feature_codes=lambda: table
+    )
+    assert injected.feature_codes() == table and injected.feature_codes() is not table

@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import Headers
 
 from pbx.config import Config
+from pbx.featurecodes import FeatureCodes
 from pbx.store import admins, cdr, devices, tokens
 from pbx.store.db import Store
 from web import services
@@ -62,6 +63,9 @@ class StaticLive:
 
     def settings_changed(self) -> None:
         self.changed += 1
+
+    def feature_codes(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in FeatureCodes().describe()]
 
 
 class ApiResponse(Protocol):

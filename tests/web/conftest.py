@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from pbx import config as config_module
 from pbx.credentials import hash_admin_password
+from pbx.featurecodes import FeatureCodes
 from pbx.store import admins, sites
 from pbx.store.db import Store
 from web.app import create_app
@@ -78,6 +79,9 @@ class StaticLive:
 
     def settings_changed(self) -> None:
         self.changed += 1
+
+    def feature_codes(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in FeatureCodes().describe()]
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ READS = [
     Case("GET", "/api/v1/tokens", (200, 403, 200, 403)),
     Case("GET", "/api/v1/accounts", (200, 403, 200, 403)),
     Case("GET", "/api/v1/health", (200, 200, 200, 403)),
+    Case("GET", "/api/v1/feature-codes", (200, 200, 200, 403)),
     Case("GET", "/api/v1/me", (200, 200, 200, 200)),
 ]
 

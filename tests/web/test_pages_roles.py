@@ -26,6 +26,7 @@ READ_PAGES = (
     "/accounts",
     "/users/export.csv",
     "/calls/export.csv",
+    "/feature-codes",
 )
 ADMIN_ONLY_GET = ("/settings", "/audit", "/tokens", "/accounts", "/support", "/sites/new")
 

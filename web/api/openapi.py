@@ -267,6 +267,14 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         }
     ),
     "OpenApi": {"type": "object", "description": "This document."},
+    "FeatureCode": _obj(
+        {
+            "key": {**_STR, "description": "Key in feature_codes.toml, e.g. group_pickup"},
+            "code": {**_STR, "description": "What to dial (park_slots: START-END); '' is off"},
+            "name": _STR,
+            "description": _STR,
+        }
+    ),
     "Health": _obj(
         {
             "uptime_s": _NUM,

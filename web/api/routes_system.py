@@ -1,8 +1,8 @@
 """API routes for settings, the audit log, API tokens, web accounts, support access, health,
-the caller's own identity and the OpenAPI document.
+the feature codes, the caller's own identity and the OpenAPI document.
 
-Owns the /api/v1/settings*, /audit, /tokens*, /accounts*, /support-access, /health, /me and
-/openapi.json routes. Changes go through web/services and web/accounts.py (validation,
+Owns the /api/v1/settings*, /audit, /tokens*, /accounts*, /support-access, /health,
+/feature-codes, /me and /openapi.json routes. Changes go through web/services and web/accounts.py (validation,
 permissions, audit). Must not import twisted.
 """
 
@@ -115,6 +115,14 @@ def me() -> ResponseReturnValue:
 @api_route("/health", "GET", summary="System health", tag="system", response="Health")
 def health() -> ResponseReturnValue:
     return jsonify(services.health(web_context(), account()))
+
+
+@api_route(
+    "/feature-codes", "GET", summary="The running server's feature codes (pickup, park, ...)",
+    tag="system", response="FeatureCode[]",
+)  # fmt: skip
+def feature_codes() -> ResponseReturnValue:
+    return jsonify(services.list_feature_codes(web_context(), account()))
 
 
 @api_route("/settings", "GET", summary="Live and process settings", tag="settings",

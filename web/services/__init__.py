@@ -10,7 +10,8 @@ Accounts, logins and passwords of web accounts live in web.accounts.
 
 The work is split by subject: users (extensions, SIP credentials, provisioning, CSV), sites,
 live (devices, registrations, active calls, health, call records), settings (live and process),
-audit (reading the log), tokens (API tokens, support access); _common holds shared helpers.
+audit (reading the log), tokens (API tokens, support access), featurecodes (the feature-code
+table and the extensions it keeps off); _common holds shared helpers.
 This module only re-exports their public names, so callers keep using ``services.<name>``.
 Must not import flask or twisted.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 from pbx.media.codecs import CODECS
 from pbx.store import cdr
 from web.services.audit import AUDIT_FILTERS, list_audit
+from web.services.featurecodes import list_feature_codes
 from web.services.live import (
     CALL_FILTERS,
     DIRECTIONS,
@@ -112,6 +114,7 @@ __all__ = [
     "list_active_calls",
     "list_audit",
     "list_devices",
+    "list_feature_codes",
     "list_registrations",
     "list_sites",
     "list_tokens",

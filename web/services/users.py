@@ -23,6 +23,7 @@ from web.auth import Account, check, in_scope, scope_site
 from web.backend import WebContext
 from web.errors import Conflict, Forbidden, NotFound, ValidationError
 from web.services._common import _box, _check_site_exists, _now, _write
+from web.services.featurecodes import check_extension_is_free, feature_codes
 
 USER_FIELDS = (
     "extension",
@@ -91,6 +92,7 @@ def create_user(ctx: WebContext, actor: Account, data: dict[str, Any]) -> dict[s
     """Create an extension with SIP credentials; the result carries ``sip_password`` once."""
     validate.reject_unknown(data, (*USER_FIELDS, "password"))
     ext = validate.extension(data.get("extension"))
+    check_extension_is_free(feature_codes(ctx), ext)
     name = validate.text(data, "display_name") or ext
     site_id = _site_field(data, actor, None)
     check(actor, "users.write", site_id)
@@ -394,12 +396,14 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
     if len(rows) > MAX_IMPORT_ROWS:
         raise ValidationError("file", f"file: at most {MAX_IMPORT_ROWS} rows per import")
     all_sites = ctx.store.read(sites.list_sites)
+    codes = feature_codes(ctx)
     box, realm, now = _box(ctx), ctx.config.auth.realm, _now()
     prepared, generated, seen = [], [], set()
     for number, row in enumerate(rows, start=1):
         cells = _cells(row, columns)
         try:
             ext = validate.extension(cells["extension"])
+            check_extension_is_free(codes, ext)
             name = validate.text({"name": cells["name"]}, "name") or ext
             password = validate.sip_password(cells["password"]) if cells["password"] else ""
             site_id = _site_by_ref(all_sites, cells["site"], number)
