@@ -20,10 +20,15 @@ from twisted.python.failure import Failure
 
 from pbx import __version__
 from pbx.calls.contacts import static_binding
-from pbx.calls.switch import Callee, Switch
+from pbx.calls.control import CallControl
+from pbx.calls.directory import Callee
+from pbx.calls.numberplan import Kind, NumberPlan
+from pbx.calls.sipleg import SipSettings
+from pbx.calls.switch import Switch
 from pbx.certs import ensure_tls_files, tls_options
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
+from pbx.features.echo import EchoTest
 from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
 from pbx.media.relay import PortPool
 from pbx.sip.access import Access
@@ -52,7 +57,7 @@ BAN_SYNC_INTERVAL = 2.0
 PURGE_INTERVAL = 60.0
 CREDENTIALS_TTL = 2.0
 CREDENTIALS_CACHE_SIZE = 10_000
-# settings table key -> Switch attribute (numbers, seconds)
+# settings table key -> CallControl attribute (numbers, seconds)
 LIVE_SETTINGS = {"calls.no_answer_timeout": "no_answer", "calls.max_duration": "max_duration"}
 
 
@@ -130,23 +135,21 @@ class PbxServer:
             latch_any=config.rtp.latch_any_address,
         )
         calls = config.calls
-        self.switch = Switch(
+        self.control = CallControl(
             reactor,
             self.client,
             self.ports,
-            self._lookup_callee,
             self._call_record,
-            t1=sip.t1,
+            settings=SipSettings(t1=sip.t1, session_expires=calls.session_expires, min_se=calls.min_se),
             no_answer=calls.no_answer_timeout,
             max_duration=calls.max_duration,
             media_timeout=calls.media_timeout,
-            session_expires=calls.session_expires,
-            min_se=calls.min_se,
-            services={calls.echo_test: "echo"} if calls.echo_test else {},
         )
+        self.switch = Switch(self.control, StoreDirectory(self.store, reactor), NumberPlan(echo_test=calls.echo_test))
+        self.switch.features[Kind.ECHO_TEST] = EchoTest(self.control)
         self.methods.register("INVITE", self.switch.on_invite)
-        self.methods.in_dialog = self.switch.handle_in_dialog
-        self.stack.on_ack = self.switch.on_ack
+        self.methods.in_dialog = self.control.handle_in_dialog
+        self.stack.on_ack = self.control.on_ack
         self.loop_lag = LoopLagMonitor(reactor)
         self.gc_pauses = GcPauseMonitor()
         self.status_file = StatusFile(
@@ -158,8 +161,8 @@ class PbxServer:
             self.store,
             started_at=self.started_at,
             loop_lag=self.loop_lag,
-            active_calls=self.switch.active_calls,
-            call_events=self.switch.events,
+            active_calls=self.control.snapshot,
+            call_events=self.control.feed,
             on_settings_changed=self.apply_live_settings,
         )
 
@@ -193,7 +196,7 @@ class PbxServer:
         if "tls" in transports and files is not None:
             # the web's policy: TLS 1.2 or newer, the certificate file's whole chain
             self.transports.listen_stream("TLS", bind, config.tls_port, tls_options(files))
-        self.switch.start()
+        self.control.start()
         self.loop_lag.start()
         self.gc_pauses.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
@@ -227,7 +230,7 @@ class PbxServer:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
-        self.switch.stop()
+        self.control.stop()
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -289,24 +292,22 @@ class PbxServer:
             for key, attribute in LIVE_SETTINGS.items():
                 value = values.get(key)
                 if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                    setattr(self.switch, attribute, float(value))
+                    setattr(self.control, attribute, float(value))
             codecs = values.get("calls.codec_order")
             if isinstance(codecs, list):
-                self.switch.codec_order = [str(c) for c in codecs]
+                self.control.codec_order = [str(c) for c in codecs]
 
         d.addCallback(apply)
         d.addErrback(lambda f: log.error("live settings not applied: %s", f.getErrorMessage()))
         return d
-
-    def _lookup_callee(self, extension: str) -> defer.Deferred[Any]:
-        """What :func:`callee_of` finds for ``extension``, from a reader thread."""
-        return as_deferred(self.store.read_async(callee_of, extension, time.time()), self.reactor)
 
     def _call_record(self, kind: str, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
         """Write a call record: 'open' at answer, 'close' at the end, 'add' for unanswered."""
         function: Any = {"open": cdr.open_record, "close": cdr.close_record, "add": cdr.add_record}[
             kind
         ]
+        if "history" in kwargs and not _takes_history(function):
+            kwargs.pop("history")
         return as_deferred(self.store.write_async(function, *args, **kwargs), self.reactor)
 
     def _persist_ban(self, ban: GuardBan) -> None:
@@ -365,11 +366,35 @@ class PbxServer:
             "connections": self.transports.connection_count(),
             "messages": dict(self.stack.stats),
             "bans": len(self.guard.active_bans()),
-            "calls": self.switch.active_calls(),
+            "calls": self.control.snapshot(),
             "media_ports_free": self.ports.available,
             "loop_lag": self.loop_lag.snapshot(),
             "gc": self.gc_pauses.snapshot(),
         }
+
+
+def _takes_history(function: Any) -> bool:
+    import inspect
+
+    return "history" in inspect.signature(function).parameters
+
+
+class StoreDirectory:
+    """pbx.calls.directory.Directory over the store (reads on a reader thread)."""
+
+    def __init__(self, store: Store, reactor: Any) -> None:
+        self._store = store
+        self._reactor = reactor
+
+    def callee(self, extension: str) -> defer.Deferred[Callee]:
+        read = self._store.read_async(callee_of, extension, time.time())
+        return as_deferred(read, self._reactor)
+
+    def group_members(self, group: str) -> defer.Deferred[list[str]]:
+        members = getattr(users, "pickup_group_members", None)
+        if members is None:
+            return defer.succeed([])
+        return as_deferred(self._store.read_async(members, group), self._reactor)
 
 
 def callee_of(db: Any, extension: str, now: float) -> Callee:
@@ -379,14 +404,15 @@ def callee_of(db: Any, extension: str, now: float) -> Callee:
     user = users.get_user(db, extension)
     if user is None:
         return Callee(False, [])
+    group = getattr(user, "pickup_group", None)
     if not user.enabled:
-        return Callee(True, [], user.call_waiting)
+        return Callee(True, [], user.call_waiting, user.display_name, user.site_id, group)
     bindings = registrations.list_bindings(db, now=now, extension=extension)
     if user.static_contact:
         static = static_binding(extension, user.static_contact, now)
         if static is not None and all(b.contact != static.contact for b in bindings):
             bindings.insert(0, static)
-    return Callee(True, bindings, user.call_waiting)
+    return Callee(True, bindings, user.call_waiting, user.display_name, user.site_id, group)
 
 
 def _refuse_gone_user(failure: Failure, extension: str) -> Any:

@@ -1,42 +1,56 @@
-"""The one call model every feature uses: Call, Leg, Bridge and their events.
+"""The call-control model every feature uses: legs, bridges, calls, events, commands.
 
-A call is two or more legs. A *leg* is one party's side of a call as pbx sees it: a SIP dialog
-today (pbx.calls.sipleg), later an H.323 or WebRTC session. Features (voicemail, queues, IVR,
-conference, CTI) work only through this API, never through SIP messages:
+pbx anchors every call's signalling and media, so call control is a small set of objects and
+operations, as in Asterisk's bridges and ARI or FreeSWITCH's originate/uuid_bridge:
 
-- ``Leg``: ``state`` (LegState), ``answer(...)``, ``hang_up(cause)``; events ``LegRinging``,
-  ``LegAnswered``, ``LegEnded``.
-- Bridges connect the media of two legs, all behind one switch: untouched relay when the
-  phones share a codec, an event relay when they differ only in telephone-event, a transcoding
-  bridge otherwise (pbx.calls.mediapath.MediaPath: ``start()``/``stop()`` bridge and unbridge,
-  ``send_digit(side, digit)``, ``on_digit`` for every digit seen), as Asterisk's bridge
-  technologies sit behind one interface.
-- A leg answered by pbx itself gets a media endpoint (pbx.media.endpoint.MediaEndpoint):
-  ``play(pcm)`` -> Deferred fired when played, ``stop_playing()``, ``on_audio`` (record: every
-  20 ms of decoded audio), ``collect_dtmf(max_digits, timeout, terminators)`` -> Deferred[str],
-  ``send_digit``. A feature is a function (call, endpoint, hang_up) registered in
-  pbx.calls.local.FEATURES and reached by a service number (the echo test is the first).
-- ``Call``: the legs of one call, its call id for logs and records, its timestamps.
-- ``CallEvents``: publish/subscribe of call events (dashboard, CTI, webhooks subscribe).
+- A **leg** (:class:`Leg`) is one party's side as pbx sees it: a SIP dialog with a phone or a
+  trunk (pbx.calls.sipleg), or a local leg where pbx itself is the far end (play, record,
+  collect digits; pbx.calls.localleg). A leg lives on its own: it has an ``id``, a ``state``
+  moving along :data:`TRANSITIONS`, a ``party`` (number and name), its negotiated stream
+  ``format``, at most one ``bridge``, and the call (``conversation``) it belongs to. Its
+  operations: ``answer``, ``hang_up(cause)``, ``hold``/``retrieve`` (a re-INVITE when pbx
+  starts it; when the phone starts it, the leg's ``holding`` mirrors the phone's choice and
+  its bridge partners hear music), ``send_digits``. What happens to a leg is reported to its
+  owner (:class:`LegOwner`, the call control), which publishes the events.
+- A **bridge** (pbx.calls.bridge) holds 1..N legs. Its media is derived, never set: two legs
+  sharing a codec are relayed untouched, two that differ only in telephone-event get an event
+  relay, two others are transcoded, three or more are mixed (each hears everyone but itself),
+  and a leg on hold hears music. A leg joins, leaves or moves between bridges without any SIP
+  message (pbx anchors the media, so the phone sees no change). A leg in no bridge hears
+  silence or a media source.
+- A **call** (:class:`Conversation`) groups the legs that belong together for records and
+  events (Asterisk's linkedid): after a transfer or a pickup it is still one call.
+- **Media sources** for a leg or a bridge: playback of a file, the shared music-on-hold
+  stream, ringback and busy tones per site country, recording to WAV, digit collection
+  (pbx.calls.patchbay wires them, pbx.media implements them).
+- **Events** (pbx.calls.events): every change published once it is complete, with a global
+  sequence number.
+- **Commands** (pbx.calls.control.CallControl): the one facade features, the REST API and the
+  CTI socket use: originate, answer, hang up, hold, retrieve, blind and attended transfer,
+  park, pickup, send digits, play, record, bridge. Each returns a result or raises a
+  :class:`CallError` (``NotFound``/``Gone`` -> 404, ``WrongState`` -> 409, ``Refused`` -> 409).
 
-Events are delivered after a state change is complete (sippy's event queue idea), so a
-subscriber never sees a half-changed call. All of this runs on the reactor thread.
+Everything runs on the reactor thread. Must not import pbx.store or pbx.service.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import time
-from collections.abc import Callable
+import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pbx.calls.bridge import Bridge
+    from pbx.calls.negotiate import StreamFormat
+    from pbx.media.relay import MediaLeg
 
 log = logging.getLogger(__name__)
 
 
 class LegState(enum.Enum):
-    """Life of one leg (a SIP dialog's INVITE usage, RFC 3261 §13-15)."""
+    """Life of one leg (for SIP: the INVITE dialog usage, RFC 3261 §13-15)."""
 
     NEW = "new"  # created, nothing sent or answered yet
     CALLING = "calling"  # outbound INVITE sent
@@ -58,122 +72,189 @@ TRANSITIONS: dict[LegState, frozenset[LegState]] = {
     LegState.ENDED: frozenset(),
 }
 
+UP = frozenset({LegState.ANSWERED, LegState.CONFIRMED})
+
 
 class CallError(Exception):
-    """A call operation that cannot be done (wrong state, unknown call)."""
+    """A call operation that cannot be done; ``status`` is the HTTP status to map it to."""
+
+    status = 400
+    error_id = "call_error"
+
+
+class NotFound(CallError):
+    """No such leg, bridge or call."""
+
+    status = 404
+    error_id = "not_found"
+
+
+class Gone(NotFound):
+    """The leg or call has ended (commands on it are refused)."""
+
+    error_id = "gone"
+
+
+class WrongState(CallError):
+    """Not possible in the object's current state (answer an answered leg, a second
+    transfer of the same leg…)."""
+
+    status = 409
+    error_id = "wrong_state"
+
+
+class Refused(CallError):
+    """pbx cannot do it now (no free park slot, nothing to pick up, no media ports…)."""
+
+    status = 409
+    error_id = "refused"
 
 
 @dataclass(frozen=True, slots=True)
-class CallEvent:
-    """Base of every event: which call, which leg (name), when."""
+class Party:
+    """Who is on a leg: a number (an extension, later an external number) and a name."""
 
-    call_id: str
-    leg: str
-    at: float
+    number: str
+    name: str = ""
 
-
-@dataclass(frozen=True, slots=True)
-class CallStarted(CallEvent):
-    caller: str
-    dialled: str
+    def __str__(self) -> str:
+        return f'"{self.name}" <{self.number}>' if self.name else self.number
 
 
-@dataclass(frozen=True, slots=True)
-class LegRinging(CallEvent):
-    pass
+def new_id(prefix: str) -> str:
+    """A short unique id for a leg ("l-…"), bridge ("b-…") or call ("c-…")."""
+    return f"{prefix}-{secrets.token_hex(6)}"
 
 
-@dataclass(frozen=True, slots=True)
-class LegAnswered(CallEvent):
-    codec: str
+class LegOwner(Protocol):
+    """What a leg reports to (the call control); every method runs on the reactor."""
+
+    def leg_ringing(self, leg: Leg, early_media: bool) -> None: ...
+
+    def leg_answered(self, leg: Leg) -> None: ...
+
+    def leg_ended(self, leg: Leg, cause: str, by_peer: bool) -> None: ...
+
+    def leg_hold_changed(self, leg: Leg) -> None: ...
+
+    def leg_format_changed(self, leg: Leg) -> None: ...
+
+    def leg_digit(self, leg: Leg, digit: str, duration_ms: int) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class LegEnded(CallEvent):
-    cause: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded(CallEvent):
-    disposition: str
-    cause: str
-
-
-class CallEvents:
-    """Publish/subscribe of call events; subscribers run after the change is complete."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Callable[[CallEvent], None]] = []
-
-    def subscribe(self, callback: Callable[[CallEvent], None]) -> Callable[[], None]:
-        """Add a subscriber; returns a function that removes it."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
-
-    def publish(self, event: CallEvent) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                log.exception(
-                    "[%s] call event subscriber failed on %s", event.call_id, type(event).__name__
-                )
-
-
-@dataclass(eq=False)
 class Leg:
-    """One party of a call. Subclasses implement the signalling (SIP in pbx.calls.sipleg)."""
+    """One party of a call. Subclasses implement the signalling (SIP in pbx.calls.sipleg,
+    pbx itself in pbx.calls.localleg)."""
 
-    name: str
-    party: str  # extension or number of this party
-    state: LegState = LegState.NEW
-    codec: str = ""
-    call: Call | None = None
+    direction = "in"  # "in": the party called pbx; "out": pbx called it; "local"
+
+    def __init__(self, leg_id: str, party: Party) -> None:
+        self.id = leg_id
+        self.party = party
+        self.state = LegState.NEW
+        self.owner: LegOwner | None = None
+        self.conversation: Conversation | None = None
+        self.bridge: Bridge | None = None
+        self.media: MediaLeg | None = None  # the anchored RTP/RTCP sockets (SIP legs)
+        self.format: StreamFormat | None = None  # what the phone sends and takes
+        self.holding = False  # the phone put its call on hold (sendonly/inactive offer)
+        self.held = False  # pbx holds this leg (it hears music, a command did it)
+        self.site_id: int | None = None
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.cause = ""
+        self.sources: list[Any] = []  # media sources attached to this leg (pbx.calls.patchbay)
+        self.moving = False  # inside a feature's transition: policy does not end it
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.party.number} {self.state.value}>"
+
+    @property
+    def call_id(self) -> str:
+        """For log lines: the conversation's SIP Call-ID, else the leg id."""
+        conversation = self.conversation
+        return conversation.sip_call_id if conversation is not None else self.id
 
     def move(self, new: LegState) -> None:
-        """Change state along TRANSITIONS (raises CallError otherwise)."""
+        """Change state along TRANSITIONS (raises WrongState otherwise)."""
         if new not in TRANSITIONS[self.state]:
-            raise CallError(f"leg {self.name}: {self.state.value} -> {new.value} not allowed")
+            raise WrongState(f"leg {self.id}: {self.state.value} -> {new.value} not allowed")
         self.state = new
 
     @property
     def ended(self) -> bool:
         return self.state is LegState.ENDED
 
+    @property
+    def up(self) -> bool:
+        """Answered (media may flow)."""
+        return self.state in UP
+
+    @property
+    def codec(self) -> str:
+        return self.format.codec if self.format is not None else ""
+
+    @property
+    def silent(self) -> bool:
+        """Neither speaks to nor hears its bridge (on hold either way)."""
+        return self.holding or self.held
+
+    # -- operations (subclasses) -------------------------------------------------------
+
     def hang_up(self, cause: str = "normal") -> None:
+        raise NotImplementedError
+
+    def hold(self) -> None:
+        raise NotImplementedError
+
+    def retrieve(self) -> None:
+        raise NotImplementedError
+
+    def send_digits(self, digits: str, duration_ms: int = 160) -> None:
         raise NotImplementedError
 
 
 @dataclass(eq=False)
-class Call:
-    """The legs of one call and its times (the record written by pbx.calls.cdr)."""
+class Conversation:
+    """The legs of one call and its times: what events and the call record are about."""
 
-    call_id: str
-    caller: str
+    id: str
+    sip_call_id: str
+    caller: Party
     dialled: str
-    caller_name: str = ""
-    started_at: float = field(default_factory=time.time)
+    started_at: float
+    legs: list[Leg] = field(default_factory=list)
     answered_at: float | None = None
     ended_at: float | None = None
-    legs: list[Leg] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    record_id: int | None = None  # the committed row of an answered call
-    record_close: dict[str, Any] | None = None  # how it ended, while the row is not committed
+    site_id: int | None = None
+    callee: str = ""  # the extension it was for (the record names it even when unanswered)
 
     def add(self, leg: Leg) -> Leg:
-        leg.call = self
+        leg.conversation = self
         self.legs.append(leg)
         return leg
 
-    def other(self, leg: Leg) -> Leg | None:
-        """The answered leg on the other side (two-party calls)."""
-        for candidate in self.legs:
-            if candidate is not leg and candidate.state in (LegState.ANSWERED, LegState.CONFIRMED):
-                return candidate
-        return None
+    def remove(self, leg: Leg) -> None:
+        if leg in self.legs:
+            self.legs.remove(leg)
 
     @property
-    def duration(self) -> float:
-        if self.answered_at is None:
-            return 0.0
-        return (self.ended_at or time.time()) - self.answered_at
+    def live_legs(self) -> list[Leg]:
+        return [leg for leg in self.legs if not leg.ended]
+
+
+__all__ = [
+    "TRANSITIONS",
+    "UP",
+    "CallError",
+    "Conversation",
+    "Gone",
+    "Leg",
+    "LegOwner",
+    "LegState",
+    "NotFound",
+    "Party",
+    "Refused",
+    "WrongState",
+    "new_id",
+]

@@ -4,7 +4,10 @@ Owns: :func:`offer_for_callee` (the caller's offer with the codecs pbx can trans
 telephone-event appended after the caller's own, so a shared codec still wins),
 :func:`plan` (from the caller's offer and the callee's answer: the answer pbx gives the caller,
 the stream format of each side, and whether packets can be relayed untouched) and
-:class:`StreamFormat`. Media ports and addresses are left to :mod:`pbx.calls.anchor`, which
+:class:`StreamFormat`; for legs where pbx itself offers or answers (originate, transfer
+targets, pickup, park, services): :func:`own_offer` (pbx's offer, a given format first so the
+leg it will be bridged to is relayed untouched), :func:`answer_locally` (pbx answers an offer,
+preferring a given codec) and :func:`answered_format` (what a phone chose from our offer). Media ports and addresses are left to :mod:`pbx.calls.anchor`, which
 rewrites the bodies after these functions.
 
 Sans-IO: bytes in, bytes and dataclasses out. Must not import: twisted, socket, sqlite3,
@@ -23,12 +26,16 @@ from pbx.media.sdp import (
     Codec,
     Connection,
     MediaDescription,
+    Origin,
     SessionDescription,
     parse_or_none,
 )
 
 log = logging.getLogger(__name__)
 
+# codecs pbx offers besides a caller's own (it transcodes to them), in this default order; the
+# web UI's live setting calls.codec_order changes it
+TRANSCODABLE = ("G722", "PCMA", "PCMU", "opus")
 DEFAULT_PTIME = 20  # ms, RFC 3551 §4.2 default packetisation
 TELEPHONE_EVENT = "telephone-event"
 TELEPHONE_EVENT_FMTP = "0-16"  # RFC 4733 §7.1.1: DTMF digits and flash
@@ -306,12 +313,105 @@ def _caller_answer(
     return bytes(result)
 
 
+# --- pbx as one end of the negotiation --------------------------------------------------------
+
+
+def own_offer(codecs: Sequence[str], prefer: StreamFormat | None = None) -> bytes:
+    """pbx's own SDP offer (RFC 3264 §5) for a leg with no peer offer to build on.
+
+    ``prefer`` (the format of the leg this one will be bridged to) comes first with its own
+    payload type, so a phone that accepts it makes an untouched relay possible; then the codecs
+    named in ``codecs`` (CODECS keys) with their static types or free dynamic ones, and
+    telephone-event/8000 (``prefer``'s event type when it has one, else 101). Address and port
+    are placeholders for anchor.rewrite.
+    """
+    chosen: list[Codec] = []
+    used: set[int] = set()
+    if prefer is not None:
+        info = CODECS.get(prefer.codec)
+        if info is not None:
+            fmtp = ";".join(f"{k}={v}" for k, v in prefer.fmtp.items()) or None
+            chosen.append(
+                Codec(prefer.payload_type, info.name, info.clock_rate, info.channels, fmtp)
+            )
+            used.add(prefer.payload_type)
+    event_pt = prefer.telephone_event if prefer is not None else None
+    if event_pt is not None:
+        used.add(event_pt)
+    for name in codecs:
+        info = CODECS.get(name) or next(
+            (i for n, i in CODECS.items() if n.casefold() == name.casefold()), None
+        )
+        if info is None or any(c.encoding.casefold() == info.name.casefold() for c in chosen):
+            continue
+        pt = _free_payload_type(used, info.payload_type if info.payload_type is not None else 111)
+        if pt is None:
+            break
+        chosen.append(Codec(pt, info.name, info.clock_rate, info.channels))
+    if event_pt is None:
+        event_pt = _free_payload_type(used, PREFERRED_EVENT_PT)
+    if event_pt is not None:
+        chosen.append(Codec(event_pt, TELEPHONE_EVENT, 8000, 1, TELEPHONE_EVENT_FMTP))
+    attrs = [attr for codec in chosen for attr in codec.attributes()]
+    attrs.append(Attribute("sendrecv"))
+    media = MediaDescription(
+        media="audio",
+        port=9,
+        proto="RTP/AVP",
+        formats=tuple(str(c.payload_type) for c in chosen),
+        attributes=tuple(attrs),
+    )
+    desc = SessionDescription(
+        origin=Origin("pbx", "1", 1, address="0.0.0.0"),
+        session_name="pbx",
+        connection=Connection.for_address("0.0.0.0"),
+        media=(media,),
+    )
+    return bytes(desc)
+
+
+def answer_locally(offer: bytes, prefer: str | None = None) -> MediaPlan:
+    """pbx answers ``offer`` itself (RFC 3264 §6): the codec ``prefer`` (a CODECS key) when
+    offered, else the phone's first codec pbx can code; telephone-event when offered. Raises
+    :class:`NegotiationError` when nothing offered can be coded by pbx."""
+    desc = _parse(offer)
+    index = None if desc is None else _first_audio(desc)
+    if desc is None or index is None:
+        raise UnusableSdp("the offer has no audio stream")
+    offered = _audio_codecs(desc.media[index])
+    usable = [c for c in offered if _info(c) is not None]
+    if not usable:
+        names = ", ".join(c.encoding for c in offered) or "nothing"
+        raise NoCommonCodec(f"pbx cannot code what was offered ({names})")
+    first = next((c for c in usable if prefer and _info(c).name == prefer), usable[0])  # type: ignore[union-attr]
+    media = desc.media[index]
+    event = _event_codec(media, first.clock_rate)
+    formats = [str(first.payload_type)] + ([str(event.payload_type)] if event else [])
+    attrs = [a for a in media.attributes if a.name not in ("rtpmap", "fmtp")]
+    attrs[:0] = [attr for codec in [first, *([event] if event else [])] for attr in codec.attributes()]
+    chosen = replace(media, formats=tuple(formats), attributes=tuple(attrs))
+    streams = list(desc.media)
+    streams[index] = chosen
+    # the phone's offer with only our codec: "answered" by an echo of it, which plan() turns
+    # into the RFC 3264 answer and the stream format
+    return plan(offer, bytes(replace(desc, media=tuple(streams))))
+
+
+def answered_format(offer: bytes, answer: bytes) -> StreamFormat:
+    """The format a phone answered ``offer`` (pbx's own) with. Raises NegotiationError."""
+    return plan(offer, answer).callee
+
+
 __all__ = [
+    "TRANSCODABLE",
     "MediaPlan",
     "NegotiationError",
     "NoCommonCodec",
     "StreamFormat",
     "UnusableSdp",
+    "answer_locally",
+    "answered_format",
     "offer_for_callee",
+    "own_offer",
     "plan",
 ]

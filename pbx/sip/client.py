@@ -40,6 +40,7 @@ class OutgoingRequest:
     provisional_seen: bool = False
     final_seen: bool = False
     cancel_pending: bool = False
+    cancel_reason: str | None = None
 
     @property
     def call_id(self) -> str:
@@ -89,11 +90,18 @@ class ClientTransactions:
         self._transmit(serialize(ack), target)
 
     def cancel(
-        self, outgoing: OutgoingRequest, on_response: ResponseCallback | None = None
+        self,
+        outgoing: OutgoingRequest,
+        on_response: ResponseCallback | None = None,
+        reason: str | None = None,
     ) -> None:
-        """CANCEL a pending INVITE (§9.1); deferred until a provisional response arrived."""
+        """CANCEL a pending INVITE (§9.1); deferred until a provisional response arrived.
+        ``reason`` becomes an RFC 3326 Reason header (e.g. 'SIP;cause=200;text="Call
+        completed elsewhere"', which phones show as answered elsewhere, not as missed)."""
         if outgoing.request.method != "INVITE" or outgoing.final_seen:
             return
+        if reason is not None:
+            outgoing.cancel_reason = reason
         if not outgoing.provisional_seen:
             outgoing.cancel_pending = True  # §9.1: wait for a provisional response
             return
@@ -109,6 +117,8 @@ class ClientTransactions:
         headers.add("To", request.headers.get("To") or "")
         headers.add("Call-ID", request.call_id)
         headers.add("CSeq", f"{request.cseq.seq} CANCEL")
+        if outgoing.cancel_reason:
+            headers.add("Reason", outgoing.cancel_reason)
         cancel = Request("CANCEL", request.uri, headers)
         reliable = outgoing.target.transport != "UDP"
         machine = tx.NonInviteClient(cancel, reliable=reliable, timers=self._timers)

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.web import resource, server
 
-from pbx.calls.model import CallEvent
+from pbx.calls.events import Event as CallEvent
 from pbx.store import admins, registrations, users
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred

@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.wsgi import WSGIResource
 
-from pbx.calls.model import CallEvents
+from pbx.calls.events import EventFeed
 from pbx.certs import TlsFiles, tls_options
 from pbx.config import Config
 from pbx.store import registrations
@@ -105,7 +105,7 @@ class WebHost:
         started_at: float,
         loop_lag: Any,
         active_calls: Callable[[], list[dict[str, Any]]],
-        call_events: CallEvents | None,
+        call_events: EventFeed | None,
         on_settings_changed: Callable[[], object],
         app_factory: Callable[[WebContext], Any] | None = None,
         threads: int = WEB_THREADS,

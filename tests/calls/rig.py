@@ -1,10 +1,12 @@
 """pbx's call core under test, wired as pbx.service wires it, on the memory network.
 
-:class:`Rig` builds the SIP stack, the method router and the switch at 127.0.0.1:5060 on a
-:class:`tests.calls.sipnet.FakeReactor`, with an access check that trusts the From user (digest
-authentication has its own tests), a registration table filled by :meth:`Rig.phone`, and call
-records kept in memory (``records``; ``record_delay``/``record_error`` simulate a slow or
-failing store). Media ports come from a small range so exhaustion can be tested.
+:class:`Rig` builds the SIP stack, the method router, the call control, the switch and the
+features at 127.0.0.1:5060 on a :class:`tests.calls.sipnet.FakeReactor`, with an access check
+that trusts the From user (digest authentication has its own tests), a directory filled by
+:meth:`Rig.phone`, and call records kept in memory (``records``; ``record_delay`` /
+``record_error`` simulate a slow or failing store). Media ports come from a small range so
+exhaustion can be tested. Every event of the feed is kept in ``events`` and checked against
+the call-control invariants by :class:`tests.calls.invariants.Invariants` (``rig.check()``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from typing import Any
 
 from twisted.internet import defer
 
-from pbx.calls.switch import Callee, Switch
+from pbx.calls.control import CallControl
+from pbx.calls.directory import Callee
+from pbx.calls.events import Event
+from pbx.calls.numberplan import Kind, NumberPlan
+from pbx.calls.sipleg import SipSettings
+from pbx.calls.switch import Switch
+from pbx.features.echo import EchoTest
 from pbx.media.relay import PortPool
+from pbx.media.transcode import PlayoutClock
 from pbx.sip.client import ClientTransactions
 from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.methods import Methods
@@ -26,6 +35,7 @@ from pbx.sip.transport import Address
 from pbx.sip.uri import SipUri
 from pbx.store.cdr import CallRecord
 from pbx.store.registrations import Binding
+from tests.calls import invariants
 from tests.calls.phones import PBX, Phone
 from tests.calls.sipnet import FakeReactor, MemoryTransports
 
@@ -43,6 +53,39 @@ class Extension:
     exists: bool = True
     call_waiting: bool = True
     bindings: list[Binding] = field(default_factory=list)
+    name: str = ""
+    pickup_group: str | None = None
+    site_id: int | None = None
+
+
+class MemoryDirectory:
+    """pbx.calls.directory.Directory over a dict of extensions."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.error: Exception | None = None
+
+    def callee(self, extension: str) -> defer.Deferred[Callee]:
+        if self.error is not None:
+            return defer.fail(self.error)
+        entry = self.rig.extensions.get(extension)
+        if entry is None or not entry.exists:
+            return defer.succeed(Callee(False, []))
+        return defer.succeed(
+            Callee(
+                True,
+                list(entry.bindings),
+                entry.call_waiting,
+                entry.name,
+                entry.site_id,
+                entry.pickup_group,
+            )
+        )
+
+    def group_members(self, group: str) -> defer.Deferred[list[str]]:
+        return defer.succeed(
+            sorted(e for e, x in self.rig.extensions.items() if x.pickup_group == group)
+        )
 
 
 class Rig:
@@ -52,12 +95,18 @@ class Rig:
         self,
         rtp_ports: tuple[int, int] = (10000, 10100),
         latch_any_address: bool = False,
-        **switch_options: Any,
+        *,
+        no_answer: float = 30.0,
+        max_duration: float = 4 * 3600.0,
+        media_timeout: float = 3600.0,
+        session_expires: int = 1800,
+        min_se: int = 90,
     ) -> None:
         self.reactor = FakeReactor()
         self.network = self.reactor.network
         self.extensions: dict[str, Extension] = {}
         self.records: list[CallRecord] = []
+        self.histories: dict[int, list[dict[str, Any]]] = {}
         self.record_delay = 0.0
         self.record_error: Exception | None = None
         self.record_error_kinds = ("open", "close", "add")  # which writes record_error fails
@@ -75,20 +124,30 @@ class Rig:
         self.methods = Methods(TrustingAccess(), self._register, ALLOWED_METHODS)  # type: ignore[arg-type]
         self.stack.sink = self.methods
         self.ports = PortPool(self.reactor, *rtp_ports, latch_any=latch_any_address)
-        switch_options.setdefault("media_timeout", 3600.0)
-        self.switch = Switch(
+        self.clock = PlayoutClock(self.reactor)
+        self.music: Any = None  # a HoldMusic stream for every leg, when a test sets one
+        self.control = CallControl(
             self.reactor,
             self.client,
             self.ports,
-            self._lookup,
             self._record,
-            services={"*43": "echo"},
-            **switch_options,
+            settings=SipSettings(session_expires=session_expires, min_se=min_se),
+            no_answer=no_answer,
+            max_duration=max_duration,
+            media_timeout=media_timeout,
+            music=lambda leg: self.music,
+            clock=self.clock,
         )
+        self.events: list[Event] = []
+        self.control.feed.subscribe(self.events.append)
+        self.directory = MemoryDirectory(self)
+        self.plan = NumberPlan()
+        self.switch = Switch(self.control, self.directory, self.plan)
+        self.switch.features[Kind.ECHO_TEST] = EchoTest(self.control)
         self.methods.register("INVITE", self.switch.on_invite)
-        self.methods.in_dialog = self.switch.handle_in_dialog
-        self.stack.on_ack = self.switch.on_ack
-        self.switch.start()
+        self.methods.in_dialog = self.control.handle_in_dialog
+        self.stack.on_ack = self.control.on_ack
+        self.control.start()
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -103,14 +162,9 @@ class Rig:
     def _register(self, incoming: IncomingRequest) -> None:
         incoming.respond(200)
 
-    def _lookup(self, extension: str) -> defer.Deferred[Callee]:
-        entry = self.extensions.get(extension)
-        if entry is None or not entry.exists:
-            return defer.succeed(Callee(False, []))
-        return defer.succeed(Callee(True, list(entry.bindings), entry.call_waiting))
-
     def _record(self, kind: str, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
         d: defer.Deferred[Any] = defer.Deferred()
+        history = kwargs.pop("history", [])
 
         def write() -> None:
             if self.record_error is not None and kind in self.record_error_kinds:
@@ -123,6 +177,7 @@ class Rig:
                 ended = kwargs["ended_at"]
                 duration = max(0.0, ended - (record.answered_at or ended))
                 self.records[record_id - 1] = replace(record, duration=duration, **kwargs)
+                self.histories[record_id] = list(history)
                 d.callback(None)
                 return
             (record,) = args
@@ -130,6 +185,8 @@ class Rig:
             if kind == "open":
                 record = replace(record, disposition="open")
             self.records.append(record)
+            if kind == "add":
+                self.histories[record.id or 0] = list(history)
             d.callback(record.id)
 
         if self.record_delay:
@@ -148,13 +205,21 @@ class Rig:
 
     @property
     def active(self) -> list[dict[str, Any]]:
-        return self.switch.active_calls()
+        return self.control.snapshot()
 
     def records_for(self, call_id: str) -> list[CallRecord]:
         return [r for r in self.records if r.call_id == call_id]
 
+    def check(self, finished: bool = True) -> None:
+        """Assert the call-control invariants over everything that happened so far."""
+        invariants.check(self.events, self.records if finished else None, finished=finished)
 
-def binding_for(extension: str, host: str, port: int = 5060) -> Binding:
+    def names(self) -> list[str]:
+        """The names of the events so far (for expected-sequence assertions)."""
+        return [e.name for e in self.events]
+
+
+def binding_for(extension: str, host: str, port: int = 5060, transport: str = "UDP") -> Binding:
     now = time.time()
     return Binding(
         extension=extension,
@@ -162,7 +227,7 @@ def binding_for(extension: str, host: str, port: int = 5060) -> Binding:
         expires_at=now + 3600,
         call_id="reg-" + extension,
         cseq=1,
-        transport="UDP",
+        transport=transport,
         source_host=host,
         source_port=port,
         user_agent="test-phone",

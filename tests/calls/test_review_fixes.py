@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet import defer
 
-from pbx.calls.switch import Callee
 from tests.calls.phones import direction_of
 from tests.calls.rig import Rig, binding_for
 
@@ -159,11 +157,7 @@ def test_a_too_small_session_interval_gives_422_and_a_record() -> None:
 def test_a_lookup_that_fails_gives_500_and_a_record() -> None:
     rig = Rig()
     alice = rig.phone("1001", "127.0.0.11")
-
-    def broken(extension: str) -> defer.Deferred[Callee]:
-        return defer.fail(RuntimeError("database is gone"))
-
-    rig.switch._lookup = broken
+    rig.directory.error = RuntimeError("database is gone")
     call = alice.dial("1002")
     rig.run(1.0)
     assert call.statuses[-1] == 500

@@ -25,3 +25,31 @@ def test_a_call_is_answered_relayed_and_recorded() -> None:
     (record,) = rig.records
     assert record.disposition == "answered" and record.hangup_side == "caller"
     assert rig.reactor.open_media_ports() == 0
+
+
+def test_the_basic_call_publishes_the_expected_events_in_order() -> None:
+    rig = Rig()
+    alice = rig.phone("1001", "127.0.0.11")
+    rig.phone("1002", "127.0.0.12")
+    call = alice.dial("1002")
+    rig.run(1.0)
+    alice.hang_up(call)
+    rig.run(0.5)
+    rig.check()
+    assert rig.names() == [
+        "call_started",
+        "leg_created",  # alice
+        "leg_created",  # bob's phone
+        "leg_ringing",
+        "leg_answered",  # bob
+        "leg_answered",  # alice, after the record was committed
+        "bridge_joined",
+        "bridge_joined",
+        "bridge_media_changed",
+        "bridge_left",  # alice hung up
+        "leg_ended",
+        "bridge_media_changed",
+        "bridge_left",  # bob is hung up by the bridge's policy
+        "leg_ended",
+        "call_ended",
+    ]

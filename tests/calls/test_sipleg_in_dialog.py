@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from twisted.internet import task
 
-from pbx.calls.model import CallError, LegState
-from pbx.calls.sipleg import SipLeg, glare_delay
+from pbx.calls.model import CallError, LegState, Party
+from pbx.calls.sdpsession import SdpSession
+from pbx.calls.sipleg import SipLeg, SipSettings, glare_delay
+from pbx.media.relay import MediaLeg
 from pbx.sip.client import ClientTransactions
 from pbx.sip.dialog import Dialog
 from pbx.sip.message import Request, Response, make_response, parse_message
@@ -36,11 +38,29 @@ class FakeNetwork:
         return [m for m in out if method is None or m.method == method]
 
 
+class RecordingOwner:
+    """A LegOwner that records what the leg reports."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, bool]] = []
+
+    def leg_ended(self, leg: Any, cause: str, by_peer: bool) -> None:
+        self.ended.append((cause, by_peer))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 def make_leg(owner: bool = False) -> tuple[task.Clock, FakeNetwork, ClientTransactions, SipLeg]:
     clock, net = task.Clock(), FakeNetwork()
     client = ClientTransactions(clock, net, TimerConfig(), lambda target: ("127.0.0.1", 5060))  # type: ignore[arg-type]
-    leg = SipLeg(name="A", party="1001")
-    leg.client, leg.target, leg.reactor = client, PHONE, clock
+    media = MediaLeg("test")
+    media.local_ports = (20000, 20001)
+    leg = SipLeg(
+        "l-1", Party("1001"), client, PHONE, SdpSession(media, "127.0.0.1", False), clock,
+        SipSettings(),
+    )
+    leg.owner = RecordingOwner()  # type: ignore[assignment]
     leg.owns_call_id = owner
     leg.rng = random.Random(7)
     leg.dialog = Dialog(
@@ -114,22 +134,22 @@ def test_glare_gives_up_after_the_retries_with_the_491() -> None:
 
 
 @pytest.mark.parametrize("status", [408, 481])
-def test_408_or_481_reports_the_dialog_gone_after_the_deferred(status: int) -> None:
+def test_408_or_481_ends_the_leg_after_the_deferred(status: int) -> None:
     _, net, client, leg = make_leg()
     events: list[Any] = []
-    leg.on_dialog_gone = lambda gone, code: events.append(("gone", code))
-    leg.send_request("INFO").addCallback(lambda r: events.append(("final", r.status)))
+    leg.send_request("INFO").addCallback(lambda r: events.append(("final", r.status, leg.ended)))
     reply(client, net.requests("INFO")[0], status)
-    assert events == [("final", status), ("gone", status)]
+    assert events == [("final", status, False)]
+    assert leg.ended and leg.owner.ended == [(str(status), False)]  # type: ignore[union-attr]
+    assert len(net.requests("BYE")) == 1  # for good measure (RFC 5057 §5.1)
 
 
-def test_a_request_that_times_out_is_a_408_and_ends_the_dialog() -> None:
+def test_a_request_that_times_out_is_a_408_and_ends_the_leg() -> None:
     clock, _, _, leg = make_leg()
-    gone: list[int] = []
-    leg.on_dialog_gone = lambda _leg, code: gone.append(code)
     got = collect(leg.send_request("UPDATE"))
     clock.advance(33)  # timer F = 64*T1
-    assert [r.status for r in got] == [408] and gone == [408]
+    assert [r.status for r in got] == [408]
+    assert leg.owner.ended == [("408", False)]  # type: ignore[union-attr]
 
 
 def test_no_second_reinvite_while_one_is_pending_and_none_without_a_dialog() -> None:
@@ -182,13 +202,11 @@ def test_a_reinvite_2xx_is_retransmitted_until_its_ack() -> None:
     assert len(incoming.retransmitted) == 2 and not leg.uas_invite_pending
 
 
-def test_a_reinvite_2xx_never_acked_reports_the_dialog_gone() -> None:
+def test_a_reinvite_2xx_never_acked_ends_the_leg() -> None:
     clock, _, _, leg = make_leg()
-    gone: list[int] = []
-    leg.on_dialog_gone = lambda _leg, code: gone.append(code)
     incoming = incoming_reinvite()
     leg.answer_in_dialog(incoming, make_response(incoming.request, 200, to_tag="pbx"))  # type: ignore[arg-type]
     clock.pump([0.5] * 63)  # step by step: Clock.advance runs new calls at the end time
-    assert gone == []
+    assert leg.owner.ended == []  # type: ignore[union-attr]
     clock.pump([0.5])
-    assert gone == [408]
+    assert leg.owner.ended == [("no ACK", True)]  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ import pytest
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from pbx.calls.switch import Callee
+from pbx.calls.directory import Callee
 from pbx.config import Config
 from pbx.service import PbxServer
 from pbx.sip.registrar import RegisterRefused
@@ -93,12 +93,13 @@ def changes(extension: str, contact: str) -> dict[str, Any]:
 def test_calls_to_a_disabled_extension_find_it_unregistered(
     server: PbxServer, reactor: ThreadedClock
 ) -> None:
-    enabled = result_of(reactor, server._lookup_callee("1001"))
+    enabled = result_of(reactor, server.switch.directory.callee("1001"))
     assert enabled.exists and [b.contact for b in enabled.bindings] == ["sip:127.0.0.1:5099"]
     server.store.write(users.set_user_enabled, "1001", False)
     # exists, no contacts: the switch answers 480 Not Registered, as for an idle extension
-    assert result_of(reactor, server._lookup_callee("1001")) == Callee(True, [])
-    assert result_of(reactor, server._lookup_callee("4040")) == Callee(False, [])
+    disabled = result_of(reactor, server.switch.directory.callee("1001"))
+    assert disabled.exists and disabled.bindings == []
+    assert result_of(reactor, server.switch.directory.callee("4040")) == Callee(False, [])
 
 
 def test_a_disabled_extension_has_no_credentials(server: PbxServer, reactor: ThreadedClock) -> None:
