@@ -1,7 +1,8 @@
 """The Flask application of the admin web UI (the REST API blueprint is web.api's).
 
 Owns ``create_app``: security settings (Secure/HttpOnly/SameSite=Strict session cookie, CSRF on
-every form through Flask-WTF's CSRFProtect, security headers with a strict Content Security
+every form through Flask-WTF's CSRFProtect, a 4 MB body limit raised only for the hold-music
+upload, security headers with a strict Content Security
 Policy), the per-request login check (session -> web.auth.Account in flask.g), the forced
 password change, and the error pages. Templates come from the top-level ``templates/`` folder
 (found with pbx.paths), static files from ``web/static/``. Must not import twisted: pbx.webhost
@@ -61,6 +62,7 @@ def create_app(ctx: WebContext, *, testing: bool = False) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["pbx"] = ctx
+    app.before_request(_upload_limit)  # before CSRFProtect's check reads the form
     csrf = CSRFProtect(app)
     app.before_request(_load_account)
     app.after_request(_security_headers)
@@ -85,6 +87,16 @@ def _register_api(app: Flask, csrf: CSRFProtect) -> None:
 
     csrf.exempt(api)
     app.register_blueprint(api)
+
+
+# Page endpoints that take larger uploads than MAX_CONTENT_LENGTH, and their limit.
+UPLOAD_LIMITS = {"pages.site_music_upload": 51 * 1024 * 1024}  # a 50 MB file and the form
+
+
+def _upload_limit() -> None:
+    limit = UPLOAD_LIMITS.get(request.endpoint or "")
+    if limit is not None:
+        request.max_content_length = limit
 
 
 def _is_api() -> bool:

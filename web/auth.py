@@ -8,7 +8,8 @@ or the store; hashing of passwords lives in pbx.credentials.
 Roles:
 - ``admin``: everything, global settings included.
 - ``site_admin``: reads and changes users, reads devices, registrations and call records of
-  their own site only; sees SIP passwords of their site's users.
+  their own site only; sees SIP passwords of their site's users; manages their site's hold
+  music (``music.manage``, which no read-only or user account has).
 - ``readonly``: every ``*.read`` action, never a secret (SIP passwords, tokens).
 - ``user``: their own settings only (``self.read``/``self.write``).
 """
@@ -49,6 +50,7 @@ ACTIONS: tuple[str, ...] = (
     "devices.read",
     "sites.read",
     "sites.write",
+    "music.manage",
     "settings.read",
     "settings.write",
     "audit.read",
@@ -71,6 +73,7 @@ _SITE_ADMIN_ACTIONS = frozenset(
         "users.secrets",
         "devices.read",
         "sites.read",
+        "music.manage",
         "self.read",
     }
 )
@@ -78,7 +81,14 @@ _READONLY_ACTIONS = frozenset(a for a in ACTIONS if a.endswith(".read"))
 _USER_ACTIONS = frozenset({"self.read", "self.write"})
 # Actions whose objects belong to a site: a site_admin passes only for their own site.
 _SITE_SCOPED = frozenset(
-    {"registrations.read", "calls.read", "users.read", "users.write", "users.secrets"}
+    {
+        "registrations.read",
+        "calls.read",
+        "users.read",
+        "users.write",
+        "users.secrets",
+        "music.manage",
+    }
 )
 SSE_SALT = "sse"
 SSE_MAX_AGE = 3600

@@ -36,6 +36,8 @@ class Live(Protocol):
 
     # the running server's feature-code table: key, code ("" when off), name, description
 
+    def music_changed(self, site_id: int) -> None: ...  # a site's hold music file changed
+
 
 @dataclass
 class WebContext:

@@ -332,6 +332,24 @@ def _m010_call_history(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m011_site_music")
+def _m011_site_music(db: Database) -> None:
+    # A site's own hold music: the file is DATA/moh/site-<id>/music.wav (converted to 8 kHz
+    # mono 16-bit); this row says what was uploaded, how long it plays, when and by whom.
+    _run(
+        db,
+        [
+            """CREATE TABLE site_music (
+                site_id INTEGER PRIMARY KEY REFERENCES sites(id) ON DELETE CASCADE,
+                original_name TEXT NOT NULL,
+                duration_s REAL NOT NULL,
+                uploaded_at REAL NOT NULL,
+                uploaded_by TEXT NOT NULL
+            )""",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -138,9 +138,12 @@ class ServerLive:
         *,
         feature_codes: Callable[[], list[dict[str, Any]]] | None = None,
         data_dir: Path | None = None,
+        on_music_changed: Callable[[int], object] | None = None,
     ) -> None:
         """``feature_codes`` returns the running table's rows (FeatureCodes.describe());
-        without it they are loaded from ``data_dir`` (default: the database's folder)."""
+        without it they are loaded from ``data_dir`` (default: the database's folder).
+        ``on_music_changed(site_id)`` runs on the reactor after a site's hold music file
+        changed (e.g. MusicLibrary.reload of class site-<id>)."""
         self._reactor = reactor
         self._store = store
         self._health = health
@@ -148,6 +151,7 @@ class ServerLive:
         self._on_settings_changed = on_settings_changed
         folder = store.path.parent if data_dir is None else data_dir
         self._feature_codes = feature_codes or (lambda: featurecodes.load(folder).describe())
+        self._on_music_changed = on_music_changed
 
     def registrations(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -169,3 +173,9 @@ class ServerLive:
 
     def feature_codes(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self._feature_codes()]
+
+    def music_changed(self, site_id: int) -> None:
+        if self._on_music_changed is None:
+            log.info("site %d hold music changed; nothing to tell (no music library)", site_id)
+            return
+        self._reactor.callFromThread(self._on_music_changed, site_id)

@@ -24,6 +24,7 @@ ALL = [
     "m008_api_token_owner",
     "m009_pickup_groups",
     "m010_call_history",
+    "m011_site_music",
 ]
 
 

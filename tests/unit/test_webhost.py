@@ -367,3 +367,18 @@ def test_server_live_feature_codes_from_the_data_dir_or_the_injected_table(
         reactor, store, health, lambda: [], lambda: None, feature_codes=lambda: table
     )
     assert injected.feature_codes() == table and injected.feature_codes() is not table
+
+
+def test_server_live_passes_music_changes_to_the_reactor(
+    reactor: FakeReactor, store: Store, tmp_path: Path
+) -> None:
+    health = _health(reactor, store, tmp_path)
+    changed: list[int] = []
+    live = ServerLive(
+        reactor, store, health, lambda: [], lambda: None, on_music_changed=changed.append
+    )
+    live.music_changed(7)
+    assert changed == []  # not on the calling (WSGI) thread
+    reactor.run_until(lambda: changed == [7])
+    ServerLive(reactor, store, health, lambda: [], lambda: None).music_changed(3)  # no listener
+    assert reactor.queue.empty()

@@ -40,6 +40,7 @@ class StaticLive:
 
     def __init__(self) -> None:
         self.changed = 0
+        self.music: list[int] = []  # music_changed() calls
 
     def registrations(self) -> list[dict[str, Any]]:
         return [
@@ -66,6 +67,9 @@ class StaticLive:
 
     def feature_codes(self) -> list[dict[str, Any]]:
         return [dict(row) for row in FeatureCodes().describe()]
+
+    def music_changed(self, site_id: int) -> None:
+        self.music.append(site_id)
 
 
 class ApiResponse(Protocol):

@@ -60,6 +60,7 @@ class StaticLive:
             }
         ]
         self.changed = 0
+        self.music: list[int] = []  # music_changed() calls
 
     def registrations(self) -> list[dict[str, Any]]:
         return list(self.regs)
@@ -82,6 +83,9 @@ class StaticLive:
 
     def feature_codes(self) -> list[dict[str, Any]]:
         return [dict(row) for row in FeatureCodes().describe()]
+
+    def music_changed(self, site_id: int) -> None:
+        self.music.append(site_id)
 
 
 @pytest.fixture

@@ -72,8 +72,9 @@ def test_every_reference_resolves_and_operation_ids_are_unique(document: dict[st
 def test_request_bodies_are_closed_objects(document: dict[str, Any]) -> None:
     for path, item in document["paths"].items():
         for method, op in item.items():
-            if "requestBody" in op:
-                schema = op["requestBody"]["content"]["application/json"]["schema"]
+            content = op.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                schema = content["application/json"]["schema"]
                 assert schema["additionalProperties"] is False, (path, method)
                 assert "422" in op["responses"], (path, method)
 

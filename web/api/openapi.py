@@ -267,6 +267,20 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         }
     ),
     "OpenApi": {"type": "object", "description": "This document."},
+    "SiteMusic": _obj(
+        {
+            "site_id": _INT,
+            "custom": {
+                "type": "boolean",
+                "description": "true: the site's own upload; false: the default music",
+            },
+            "original_name": _STR_OR_NULL,
+            "duration_s": _NUM_OR_NULL,
+            "uploaded_at": _NUM_OR_NULL,
+            "uploaded_by": _STR_OR_NULL,
+        },
+        "A site's hold music.",
+    ),
     "FeatureCode": _obj(
         {
             "key": {**_STR, "description": "Key in feature_codes.toml, e.g. group_pickup"},
@@ -345,6 +359,21 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
                 "400": _error("The body is not a JSON object"),
                 "413": _error("The body is too large"),
                 "415": _error("The body is not application/json"),
+            }
+        )
+    if endpoint.raw_body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in endpoint.raw_body
+            },
+        }
+        op["responses"].update(
+            {
+                "413": _error(f"The body is larger than {endpoint.max_body} bytes"),
+                "415": _error(f"The body is not {' or '.join(endpoint.raw_body)}"),
+                "422": _error("The file cannot be used (the message says why)"),
             }
         )
     if endpoint.body is not None or endpoint.query is not None:

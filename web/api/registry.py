@@ -75,6 +75,7 @@ class Endpoint:
     content_type: str = "application/json"
     max_body: int = MAX_BODY_BYTES
     body_optional: bool = False
+    raw_body: tuple[str, ...] = ()  # media types of a raw (non-JSON) body, "audio/*" style
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -94,16 +95,19 @@ def api_route(
     content_type: str = "application/json",
     max_body: int = MAX_BODY_BYTES,
     body_optional: bool = False,
+    raw_body: tuple[str, ...] = (),
 ) -> Callable[[View], View]:
     """Register ``view`` under ``rule`` for ``method``; it receives ``query=``/``body=`` dicts.
 
     ``body_optional``: a request without any body counts as ``{}`` (for action routes).
+    ``raw_body``: the view takes the body as it is (``raw=`` bytes, at most ``max_body``) in
+    one of these media types (``audio/*`` matches any audio type); others get 415.
     """
 
     def decorate(view: View) -> View:
         endpoint = Endpoint(
             rule, method, view.__name__, summary, tag, query, body, response, status, public,
-            content_type, max_body, body_optional,
+            content_type, max_body, body_optional, raw_body,
         )  # fmt: skip
 
         @functools.wraps(view)
@@ -113,7 +117,9 @@ def api_route(
             elif request.args:
                 name = next(iter(request.args))
                 raise ApiError(422, "unknown query parameter", name[:64])
-            if body is not None:
+            if raw_body:
+                kwargs["raw"] = read_raw(raw_body, max_body)
+            elif body is not None:
                 empty = body_optional and not _has_body()
                 kwargs["body"] = {} if empty else body.check(read_json(max_body))
             elif _has_body():
@@ -137,6 +143,27 @@ def read_json(max_body: int = MAX_BODY_BYTES) -> Any:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(415, "send the body as application/json")
     return decode_json(request.get_data(cache=True), max_body)
+
+
+def media_type_matches(mimetype: str, accepted: tuple[str, ...]) -> bool:
+    """Whether ``mimetype`` is one of ``accepted`` (``type/*`` accepts the whole type)."""
+    main = mimetype.partition("/")[0]
+    return any(
+        mimetype == pattern or (pattern.endswith("/*") and main == pattern[:-2] and main)
+        for pattern in accepted
+    )
+
+
+def read_raw(accepted: tuple[str, ...], max_body: int) -> bytes:
+    """The raw request body; 415 for another media type, 413 when larger than ``max_body``."""
+    if not media_type_matches(request.mimetype, accepted):
+        raise ApiError(415, f"send the body as {' or '.join(accepted)}")
+    if (request.content_length or 0) > max_body:
+        raise ApiError(413, f"the body must be at most {max_body} bytes")
+    data = request.get_data(cache=False)
+    if len(data) > max_body:
+        raise ApiError(413, f"the body must be at most {max_body} bytes")
+    return data
 
 
 def limit_body_size() -> None:

@@ -1,7 +1,8 @@
-"""API routes for sites (create, read, change, delete) and devices (list).
+"""API routes for sites (create, read, change, delete, hold music) and devices (list).
 
 Owns the /api/v1/sites* and /api/v1/devices routes and their schemas; changes go through
-web/services. Must not import twisted.
+web/services. ``PUT /sites/{id}/music`` takes the audio file itself as the body (not JSON),
+with its own body limit (50 MB instead of the API's 64 KiB). Must not import twisted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
+from pbx.media.audiofile import MAX_BYTES
 from web import services
 from web.api.context import account, web_context
 from web.api.registry import api_route
@@ -74,6 +76,49 @@ def update_site(site_id: int, body: dict[str, Any]) -> ResponseReturnValue:
 )
 def delete_site(site_id: int) -> ResponseReturnValue:
     services.delete_site(web_context(), account(), site_id)
+    return "", 204
+
+
+MUSIC_UPLOAD = Schema(
+    {"filename": Field("string", max_length=200, description="The file's name, kept to show later")}
+)
+
+
+@api_route(
+    "/sites/<id:site_id>/music", "GET", summary="A site's hold music (its own or the default)",
+    tag="sites", response="SiteMusic",
+)  # fmt: skip
+def get_site_music(site_id: int) -> ResponseReturnValue:
+    return jsonify(services.get_site_music(web_context(), account(), site_id))
+
+
+@api_route(
+    "/sites/<id:site_id>/music",
+    "PUT",
+    summary=(
+        "Upload a site's hold music: the raw MP3 or WAV file as the body (at most 50 MB); "
+        "pbx converts it (422 with field file when it cannot)"
+    ),
+    tag="sites",
+    query=MUSIC_UPLOAD,
+    response="SiteMusic",
+    max_body=MAX_BYTES,
+    raw_body=("audio/*", "application/octet-stream"),
+)
+def put_site_music(site_id: int, query: dict[str, Any], raw: bytes) -> ResponseReturnValue:
+    music = services.upload_site_music(
+        web_context(), account(), site_id, raw, query.get("filename", "")
+    )
+    return jsonify(music)
+
+
+@api_route(
+    "/sites/<id:site_id>/music", "DELETE",
+    summary="Remove a site's own hold music (the default music plays again)", tag="sites",
+    status=204,
+)  # fmt: skip
+def delete_site_music(site_id: int) -> ResponseReturnValue:
+    services.delete_site_music(web_context(), account(), site_id)
     return "", 204
 
 

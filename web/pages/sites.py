@@ -1,15 +1,17 @@
-"""Sites (name, time zone, country/area code, number block) and the devices page.
+"""Sites (name, time zone, country/area code, number block, hold music) and the devices page.
 
 Must not import twisted or the store.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from web import services, validate
-from web.auth import require
+from web.auth import can, require
 from web.errors import ValidationError
 from web.pages import actor, bp, ctx, done, form
 
@@ -35,19 +37,60 @@ def site_new() -> str | tuple[str, int] | Response:
     return done(f"Site {site['name']} created.", url_for("pages.sites"))
 
 
+def _music(site_id: int) -> dict[str, Any] | None:
+    """The site's hold music for accounts that may manage it, else None (section hidden)."""
+    if not can(actor(), "music.manage", site_id):
+        return None
+    return services.get_site_music(ctx(), actor(), site_id)
+
+
+def _site_page(site: dict[str, Any], values: dict[str, Any], **extra: Any) -> str:
+    return render_template(
+        "site_form.html", site=site, values=values, music=_music(site["id"]), **extra
+    )
+
+
 @bp.route("/sites/<int:site_id>", methods=["GET", "POST"])
 @require("sites.read")
 def site_edit(site_id: int) -> str | tuple[str, int] | Response:
     site = services.get_site(ctx(), actor(), site_id)
     if request.method == "GET":
-        return render_template("site_form.html", site=site, values=site)
+        return _site_page(site, site)
     data = form(_FIELDS)
     try:
         services.update_site(ctx(), actor(), site_id, data)
     except ValidationError as exc:
-        page = render_template("site_form.html", site=site, values=site | data, error=exc)
-        return page, 422
+        return _site_page(site, site | data, error=exc), 422
     return done("Site saved.", url_for("pages.sites"))
+
+
+@bp.route("/sites/<int:site_id>/music", methods=["POST"])
+@require("sites.read")
+def site_music_upload(site_id: int) -> str | tuple[str, int] | Response:
+    """Upload (and convert) the site's hold music; the form shows why a file is refused."""
+    site = services.get_site(ctx(), actor(), site_id)
+    upload = request.files.get("file")
+    data = upload.read() if upload else b""
+    name = (upload.filename or "") if upload else ""
+    try:
+        music = services.upload_site_music(ctx(), actor(), site_id, data, name)
+    except ValidationError as exc:
+        return _site_page(site, site, music_error=exc), 422
+    return done(
+        f"Hold music of {site['name']} is now {music['original_name']}.",
+        url_for("pages.site_edit", site_id=site_id),
+    )
+
+
+@bp.route("/sites/<int:site_id>/music/delete", methods=["POST"])
+@require("sites.read")
+def site_music_delete(site_id: int) -> Response:
+    site = services.get_site(ctx(), actor(), site_id)
+    services.delete_site_music(ctx(), actor(), site_id)
+    return done(
+        f"{site['name']} plays the default music again.",
+        url_for("pages.site_edit", site_id=site_id),
+    )
 
 
 @bp.route("/sites/<int:site_id>/delete", methods=["POST"])

@@ -11,7 +11,8 @@ Accounts, logins and passwords of web accounts live in web.accounts.
 The work is split by subject: users (extensions, SIP credentials, provisioning, CSV), sites,
 live (devices, registrations, active calls, health, call records), settings (live and process),
 audit (reading the log), tokens (API tokens, support access), featurecodes (the feature-code
-table and the extensions it keeps off); _common holds shared helpers.
+table and the extensions it keeps off), music (a site's hold music); _common holds shared
+helpers.
 This module only re-exports their public names, so callers keep using ``services.<name>``.
 Must not import flask or twisted.
 """
@@ -36,6 +37,7 @@ from web.services.live import (
     record_dict,
     search_calls,
 )
+from web.services.music import delete_site_music, get_site_music, upload_site_music
 from web.services.settings import (
     DEFAULT_CODEC_ORDER,
     LIVE_CODECS_KEY,
@@ -102,10 +104,12 @@ __all__ = [
     "create_token",
     "create_user",
     "delete_site",
+    "delete_site_music",
     "delete_user",
     "export_calls_csv",
     "export_users_csv",
     "get_site",
+    "get_site_music",
     "get_user",
     "hash_token",
     "health",
@@ -134,5 +138,6 @@ __all__ = [
     "update_settings",
     "update_site",
     "update_user",
+    "upload_site_music",
     "user_dict",
 ]

@@ -1,7 +1,7 @@
 """Sites (locations with a time zone and an optional number block) for pages and the API.
 
 Owns listing, reading, creating, changing and deleting sites, with their validation and audit
-entries. Must not import flask or twisted.
+entries (a site's hold music lives in web.services.music). Must not import flask or twisted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from web.auth import Account, check, in_scope
 from web.backend import WebContext
 from web.errors import Conflict, NotFound, ValidationError
 from web.services._common import _now, _write
+from web.services.music import remove_music_file
 
 SITE_FIELDS = (
     "name",
@@ -122,7 +123,8 @@ def update_site(
 
 
 def delete_site(ctx: WebContext, actor: Account, site_id: int) -> None:
-    """Delete a site; refused (Conflict) while users belong to it."""
+    """Delete a site; refused (Conflict) while users belong to it. Its hold music (row and
+    file) goes with it."""
     check(actor, "sites.write")
     now = _now()
 
@@ -136,3 +138,4 @@ def delete_site(ctx: WebContext, actor: Account, site_id: int) -> None:
         )
 
     _write(ctx, remove)
+    remove_music_file(ctx.data_dir, site_id)
