@@ -9,9 +9,11 @@ Roles:
 - ``admin``: everything, global settings included.
 - ``site_admin``: reads and changes users, reads devices, registrations and call records of
   their own site only; sees SIP passwords of their site's users; manages their site's hold
-  music (``music.manage``, which no read-only or user account has).
+  music (``music.manage``, which no read-only or user account has); controls the calls of
+  their site's extensions (``calls.control``).
 - ``readonly``: every ``*.read`` action, never a secret (SIP passwords, tokens).
-- ``user``: their own settings only (``self.read``/``self.write``).
+- ``user``: their own settings only (``self.read``/``self.write``), which include the calls
+  from and to their own extension (click-to-call, hang up, transfer).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ ACTIONS: tuple[str, ...] = (
     "dashboard.read",
     "registrations.read",
     "calls.read",
+    "calls.control",
     "health.read",
     "users.read",
     "users.write",
@@ -67,6 +70,7 @@ _SITE_ADMIN_ACTIONS = frozenset(
         "dashboard.read",
         "registrations.read",
         "calls.read",
+        "calls.control",
         "health.read",
         "users.read",
         "users.write",
@@ -84,6 +88,7 @@ _SITE_SCOPED = frozenset(
     {
         "registrations.read",
         "calls.read",
+        "calls.control",
         "users.read",
         "users.write",
         "users.secrets",

@@ -109,12 +109,26 @@ class WebHost:
         on_settings_changed: Callable[[], object],
         app_factory: Callable[[WebContext], Any] | None = None,
         threads: int = WEB_THREADS,
+        feature_codes: Callable[[], list[dict[str, Any]]] | None = None,
+        on_music_changed: Callable[[int], object] | None = None,
+        call_commands: Any = None,
     ) -> None:
+        """``feature_codes``, ``on_music_changed`` and ``call_commands``: see ServerLive."""
         self._reactor = reactor
         self.config = config
         self.store = store
         self.health = HealthSampler(reactor, config.data_dir, store.path, started_at, loop_lag)
-        self.live = ServerLive(reactor, store, self.health, active_calls, on_settings_changed)
+        self.live = ServerLive(
+            reactor,
+            store,
+            self.health,
+            active_calls,
+            on_settings_changed,
+            feature_codes=feature_codes,
+            data_dir=config.data_dir,
+            on_music_changed=on_music_changed,
+            call_commands=call_commands,
+        )
         self.events = EventStream(reactor, store, self.health, active_calls)
         self.devices = DeviceTracker(reactor, store)
         self.retention = RetentionJob(reactor, store)

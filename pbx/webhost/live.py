@@ -4,8 +4,11 @@ and the once-a-second :class:`HealthSampler` behind it and the dashboard's healt
 Live methods run on WSGI threads: registrations are read from the store on the calling
 thread's own read connection, active calls are fetched on the reactor with
 ``blockingCallFromThread``, health is the latest sample, the feature-code table comes from the
-callable the server injects (by default it is loaded from the data directory). Must not import
-pbx.service.
+callable the server injects (by default it is loaded from the data directory). The call
+commands (click-to-call, hang up, transfer) run on the reactor through the injected
+``call_commands`` object, with ``blockingCallFromThread``; an error it raises that carries
+``status`` and ``error_id`` becomes web.backend.CallCommandError. Must not import pbx.service
+or pbx.calls.
 """
 
 import logging
@@ -23,6 +26,7 @@ from pbx import featurecodes
 from pbx.health import LoopLagMonitor, histogram_percentile
 from pbx.store import registrations
 from pbx.store.db import Store
+from web.backend import CallCommandError
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +143,14 @@ class ServerLive:
         feature_codes: Callable[[], list[dict[str, Any]]] | None = None,
         data_dir: Path | None = None,
         on_music_changed: Callable[[int], object] | None = None,
+        call_commands: Any = None,
     ) -> None:
         """``feature_codes`` returns the running table's rows (FeatureCodes.describe());
         without it they are loaded from ``data_dir`` (default: the database's folder).
         ``on_music_changed(site_id)`` runs on the reactor after a site's hold music file
-        changed (e.g. MusicLibrary.reload of class site-<id>)."""
+        changed (e.g. MusicLibrary.reload of class site-<id>). ``call_commands`` has
+        ``originate(from_extension, to)``, ``hang_up_call(call_id)`` and
+        ``transfer_call(call_id, to, leg_id)``, called on the reactor (results or Deferreds)."""
         self._reactor = reactor
         self._store = store
         self._health = health
@@ -152,6 +159,7 @@ class ServerLive:
         folder = store.path.parent if data_dir is None else data_dir
         self._feature_codes = feature_codes or (lambda: featurecodes.load(folder).describe())
         self._on_music_changed = on_music_changed
+        self._call_commands = call_commands
 
     def registrations(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -179,3 +187,29 @@ class ServerLive:
             log.info("site %d hold music changed; nothing to tell (no music library)", site_id)
             return
         self._reactor.callFromThread(self._on_music_changed, site_id)
+
+    def originate(self, from_extension: str, to: str) -> dict[str, Any]:
+        return dict(self._command("originate", from_extension, to))
+
+    def hang_up_call(self, call_id: str) -> None:
+        self._command("hang_up_call", call_id)
+
+    def transfer_call(self, call_id: str, to: str, leg_id: str | None) -> dict[str, Any]:
+        return dict(self._command("transfer_call", call_id, to, leg_id) or {})
+
+    def _command(self, name: str, *args: Any) -> Any:
+        """Run call command ``name`` on the reactor and wait for its result."""
+        command = getattr(self._call_commands, name, None)
+        if command is None:
+            raise CallCommandError(409, "refused", "call control is not available")
+        try:
+            if threadable.isInIOThread():
+                return command(*args)
+            return threads.blockingCallFromThread(self._reactor, command, *args)
+        except CallCommandError:
+            raise
+        except Exception as exc:
+            status, error_id = getattr(exc, "status", None), getattr(exc, "error_id", None)
+            if isinstance(status, int) and isinstance(error_id, str):
+                raise CallCommandError(status, error_id, str(exc) or error_id) from exc
+            raise

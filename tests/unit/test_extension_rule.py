@@ -66,4 +66,4 @@ def test_cli_web_and_api_refuse_a_hash_with_the_same_message(world: World, tmp_p
 
     api = world.call("admin", "POST", "/api/v1/users", json={"extension": "10#1"})
     assert api.status_code == 422
-    assert api.json == {"error": EXTENSION_ERROR, "field": "extension"}
+    assert api.json == {"error": EXTENSION_ERROR, "error_id": "invalid", "field": "extension"}

@@ -382,3 +382,90 @@ def test_server_live_passes_music_changes_to_the_reactor(
     reactor.run_until(lambda: changed == [7])
     ServerLive(reactor, store, health, lambda: [], lambda: None).music_changed(3)  # no listener
     assert reactor.queue.empty()
+
+
+class _Refused(Exception):
+    """Like pbx.calls' errors: a status and an error_id (the web side imports no pbx.calls)."""
+
+    status = 409
+    error_id = "wrong_state"
+
+
+class _Commands:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.threads: list[str] = []
+
+    def originate(self, from_extension: str, to: str) -> Any:
+        import threading
+
+        from twisted.internet import defer
+
+        self.threads.append(threading.current_thread().name)
+        self.calls.append(("originate", from_extension, to))
+        return defer.succeed({"call": "c-1", "leg": "l-1"})
+
+    def hang_up_call(self, call_id: str) -> None:
+        self.calls.append(("hang_up_call", call_id))
+        if call_id == "gone":
+            raise _Refused("the call has ended")
+        if call_id == "boom":
+            raise RuntimeError("bug")
+
+    def transfer_call(self, call_id: str, to: str, leg_id: str | None) -> dict[str, Any]:
+        self.calls.append(("transfer_call", call_id, to, leg_id))
+        return {"call": call_id, "leg": leg_id}
+
+
+def _in_thread(reactor: FakeReactor, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on a worker thread (as a WSGI request does) while the test pumps the reactor."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="wsgi-worker")
+    worker.start()
+    reactor.run_until(lambda: not worker.is_alive())
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def test_server_live_call_commands_run_on_the_reactor_and_translate_errors(
+    reactor: FakeReactor, store: Store, tmp_path: Path
+) -> None:
+    from web.backend import CallCommandError
+
+    commands = _Commands()
+    health = _health(reactor, store, tmp_path)
+    live = ServerLive(reactor, store, health, lambda: [], lambda: None, call_commands=commands)
+    assert _in_thread(reactor, lambda: live.originate("100", "300")) == {
+        "call": "c-1",
+        "leg": "l-1",
+    }
+    assert commands.threads == ["MainThread"]  # the 'reactor' thread, not the worker
+    assert _in_thread(reactor, lambda: live.transfer_call("c-1", "200", None)) == {
+        "call": "c-1",
+        "leg": None,
+    }
+    assert _in_thread(reactor, lambda: live.hang_up_call("c-1")) is None
+    with pytest.raises(CallCommandError) as refused:
+        _in_thread(reactor, lambda: live.hang_up_call("gone"))
+    assert (refused.value.status, refused.value.error_id) == (409, "wrong_state")
+    assert refused.value.message == "the call has ended"
+    with pytest.raises(RuntimeError, match="bug"):
+        _in_thread(reactor, lambda: live.hang_up_call("boom"))
+    assert [c[0] for c in commands.calls] == [
+        "originate", "transfer_call", "hang_up_call", "hang_up_call", "hang_up_call",
+    ]  # fmt: skip
+    without = ServerLive(reactor, store, health, lambda: [], lambda: None)
+    with pytest.raises(CallCommandError) as unavailable:
+        without.originate("100", "300")
+    assert (unavailable.value.status, unavailable.value.error_id) == (409, "refused")

@@ -36,11 +36,14 @@ SITE_1, SITE_2 = 1, 2
 
 
 class StaticLive:
-    """Fixed live state; remembers settings_changed() calls."""
+    """Fixed live state; remembers settings_changed(), music_changed() and call commands
+    (which raise ``refuse`` when it is set)."""
 
     def __init__(self) -> None:
         self.changed = 0
         self.music: list[int] = []  # music_changed() calls
+        self.commands: list[tuple[Any, ...]] = []  # call commands received
+        self.refuse: Exception | None = None  # raised by the call commands when set
 
     def registrations(self) -> list[dict[str, Any]]:
         return [
@@ -52,8 +55,12 @@ class StaticLive:
 
     def active_calls(self) -> list[dict[str, Any]]:
         return [
-            {"call_id": "c1", "caller": "100", "dialled": "300", "state": "answered",
-             "duration": 12.0, "codecs": {"A": "PCMU", "B": "PCMU"}},
+            {"id": "conv-1", "call_id": "c1", "caller": "100", "dialled": "300",
+             "state": "answered", "duration": 12.0, "codecs": {"A": "PCMU", "B": "PCMU"},
+             "legs": [
+                 {"id": "leg-100", "party": "100", "direction": "inbound", "state": "confirmed"},
+                 {"id": "leg-300", "party": "300", "direction": "outbound", "state": "confirmed"},
+             ]},
             {"call_id": "c2", "caller": "200", "dialled": "300", "state": "ringing",
              "duration": 1.0, "codecs": {}},
         ]  # fmt: skip
@@ -70,6 +77,22 @@ class StaticLive:
 
     def music_changed(self, site_id: int) -> None:
         self.music.append(site_id)
+
+    def _command(self, *call: Any) -> None:
+        self.commands.append(call)
+        if self.refuse is not None:
+            raise self.refuse
+
+    def originate(self, from_extension: str, to: str) -> dict[str, Any]:
+        self._command("originate", from_extension, to)
+        return {"call": "conv-9", "leg": "leg-9"}
+
+    def hang_up_call(self, call_id: str) -> None:
+        self._command("hang_up_call", call_id)
+
+    def transfer_call(self, call_id: str, to: str, leg_id: str | None) -> dict[str, Any]:
+        self._command("transfer_call", call_id, to, leg_id)
+        return {"call": call_id, "leg": leg_id or "callee", "to": to}
 
 
 class ApiResponse(Protocol):

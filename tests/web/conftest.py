@@ -87,6 +87,15 @@ class StaticLive:
     def music_changed(self, site_id: int) -> None:
         self.music.append(site_id)
 
+    def originate(self, from_extension: str, to: str) -> dict[str, Any]:
+        return {"call": "c2", "leg": "l1"}
+
+    def hang_up_call(self, call_id: str) -> None:
+        return None
+
+    def transfer_call(self, call_id: str, to: str, leg_id: str | None) -> dict[str, Any]:
+        return {"call": call_id}
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:

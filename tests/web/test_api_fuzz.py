@@ -19,7 +19,13 @@ from web.api.openapi import openapi_path
 from web.api.registry import ENDPOINTS, Endpoint
 from web.api.schema import Field
 
-PATH_VALUES = {"extension": "100", "site_id": "1", "username": "ursula", "token_id": "1"}
+PATH_VALUES = {
+    "extension": "100",
+    "site_id": "1",
+    "username": "ursula",
+    "token_id": "1",
+    "call_id": "conv-1",
+}
 BODY_ENDPOINTS = [e for e in ENDPOINTS if e.body is not None]
 QUERY_ENDPOINTS = [e for e in ENDPOINTS if e.query is not None]
 FUZZ = settings(

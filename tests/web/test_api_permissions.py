@@ -84,6 +84,12 @@ WRITES = [
     Case("PATCH", "/api/v1/accounts/ursula", (200, 403, 403, 403), {"disabled": True}),
     Case("DELETE", "/api/v1/accounts/ursula", (204, 403, 403, 403)),
     Case("POST", "/api/v1/accounts/ursula/reset-password", (200, 403, 403, 403)),
+    Case("POST", "/api/v1/calls/originate", (201, 201, 403, 201), {"from": "100", "to": "300"}),
+    Case("POST", "/api/v1/calls/originate", (201, 403, 403, 403), {"from": "200", "to": "300"}),
+    Case("DELETE", "/api/v1/calls/active/conv-1", (204, 204, 403, 204)),
+    Case("DELETE", "/api/v1/calls/active/c2", (204, 404, 403, 404)),
+    Case("POST", "/api/v1/calls/active/conv-1/transfer", (202, 202, 403, 202), {"to": "200"}),
+    Case("POST", "/api/v1/calls/active/c2/transfer", (202, 404, 403, 404), {"to": "100"}),
     Case(
         "POST",
         "/api/v1/support-access",

@@ -69,6 +69,7 @@ def test_creating_an_extension_on_a_feature_code_is_refused(
     assert response.status_code == 422
     assert response.json == {
         "error": f"extension: {reason}; choose another number",
+        "error_id": "invalid",
         "field": "extension",
     }
     with pytest.raises(ValidationError) as refused:

@@ -36,8 +36,19 @@ def _obj(props: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": _obj(
-        {"error": _STR, "field": _STR},
-        "Every failure: a message and, for a bad value, the field it concerns.",
+        {
+            "error": _STR,
+            "error_id": {
+                **_STR,
+                "description": (
+                    "A stable word for programs: 'invalid' for a bad field value, for call "
+                    "commands 'not_found', 'gone', 'wrong_state' or 'refused', else named "
+                    "after the status ('forbidden', 'not_found', 'conflict', ...)"
+                ),
+            },
+            "field": _STR,
+        },
+        "Every failure: a message, an error_id and, for a bad value, the field it concerns.",
     ),
     "Ok": _obj({"ok": {"type": "boolean"}}),
     "User": _obj(
@@ -121,12 +132,18 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     ),
     "ActiveCall": _obj(
         {
+            "id": {**_STR, "description": "The call's id for the call commands"},
             "call_id": _STR,
             "caller": _STR,
             "dialled": _STR,
             "state": _STR,
             "duration": _NUM,
             "codecs": {},
+            "legs": {
+                "type": "array",
+                "items": _obj({"id": _STR, "party": _STR, "direction": _STR, "state": _STR}),
+                "description": "The parties of the call (transfer names one by its id)",
+            },
         }
     ),
     "CallRecord": _obj(
@@ -168,6 +185,14 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
         "One step of a call: a talk segment, a transfer, park, unpark or pickup.",
     ),
+    "CallStarted": _obj(
+        {"call": _STR, "leg": _STR},
+        "The new call's id (as in GET /calls/active) and the leg ringing the user's phone.",
+    ),
+    "TransferStarted": {
+        "type": "object",
+        "description": "What the server reports about the transfer it started (call, leg, ...).",
+    },
     "CallRecordPage": _obj(
         {
             "records": {"type": "array", "items": {"$ref": "#/components/schemas/CallRecord"}},
@@ -378,6 +403,11 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         )
     if endpoint.body is not None or endpoint.query is not None:
         op["responses"]["422"] = _error("A field is missing, unknown or has a bad value")
+    if endpoint.invalid_status != 422 and "422" in op["responses"]:
+        del op["responses"]["422"]
+        op["responses"][str(endpoint.invalid_status)] = _error(
+            "The body is not a JSON object, or a field is missing, unknown or has a bad value"
+        )
     if endpoint.public:
         op["security"] = []
     else:
@@ -410,7 +440,8 @@ def document() -> dict[str, Any]:
                 "Administration of pbx. Authenticate with `Authorization: Bearer <token>` "
                 "(tokens are created in the web UI or with POST /api/v1/tokens). Permissions "
                 "follow the token's role and site, as in the web UI. Errors are JSON "
-                '`{"error": message, "field": name}`.'
+                '`{"error": message, "error_id": word, "field": name}` (field only for a '
+                "bad value)."
             ),
         },
         "servers": [{"url": "/"}],

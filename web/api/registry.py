@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter, PathConverter
 
 from web.api.schema import MAX_BODY_BYTES, ApiError, Schema, decode_json
+from web.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Endpoint:
     max_body: int = MAX_BODY_BYTES
     body_optional: bool = False
     raw_body: tuple[str, ...] = ()  # media types of a raw (non-JSON) body, "audio/*" style
+    invalid_status: int = 422  # the status of a bad field value (the call routes answer 400)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -96,22 +98,37 @@ def api_route(
     max_body: int = MAX_BODY_BYTES,
     body_optional: bool = False,
     raw_body: tuple[str, ...] = (),
+    invalid_status: int = 422,
 ) -> Callable[[View], View]:
     """Register ``view`` under ``rule`` for ``method``; it receives ``query=``/``body=`` dicts.
 
     ``body_optional``: a request without any body counts as ``{}`` (for action routes).
     ``raw_body``: the view takes the body as it is (``raw=`` bytes, at most ``max_body``) in
     one of these media types (``audio/*`` matches any audio type); others get 415.
+    ``invalid_status``: the status of a missing, unknown or bad field (in the body, the query
+    or found by the service), 422 unless given.
     """
 
     def decorate(view: View) -> View:
         endpoint = Endpoint(
             rule, method, view.__name__, summary, tag, query, body, response, status, public,
-            content_type, max_body, body_optional, raw_body,
+            content_type, max_body, body_optional, raw_body, invalid_status,
         )  # fmt: skip
 
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> ResponseReturnValue:
+            if invalid_status == 422:
+                return checked(**kwargs)
+            try:
+                return checked(**kwargs)
+            except ApiError as exc:
+                if exc.status != 422:
+                    raise
+                raise ApiError(invalid_status, exc.message, exc.field) from None
+            except ValidationError as exc:
+                raise ApiError(invalid_status, exc.message, exc.field) from None
+
+        def checked(**kwargs: Any) -> ResponseReturnValue:
             if query is not None:
                 kwargs["query"] = query.check_query(request.args.to_dict(flat=False))
             elif request.args:

@@ -1,8 +1,13 @@
-"""API routes for live state and call history: registrations, active calls, call records
-(search with the call-history page's filters, paging, CSV export) and per-day/per-user counts.
+"""API routes for live state, call control and call history: registrations, active calls,
+click-to-call, hanging up and transferring active calls, call records (search with the
+call-history page's filters, paging, CSV export) and per-day/per-user counts.
 
-Owns the /api/v1/registrations and /api/v1/calls* routes. Reads go through web/services,
-which applies the site scope of a site administrator. Must not import twisted.
+Owns the /api/v1/registrations and /api/v1/calls* routes. Everything goes through
+web/services, which applies the site scope of a site administrator and the own-extension rule
+of a user account. The call commands (``POST /calls/originate``, ``DELETE /calls/active/{id}``,
+``POST /calls/active/{id}/transfer``; ``{id}`` is an active call's ``id``) answer a bad field
+with 400 and a refusal of the running server with its status and error_id. Must not import
+twisted.
 """
 
 from __future__ import annotations
@@ -63,6 +68,71 @@ def list_registrations() -> ResponseReturnValue:
 @api_route("/calls/active", "GET", summary="Active calls", tag="calls", response="ActiveCall[]")
 def active_calls() -> ResponseReturnValue:
     return jsonify(services.list_active_calls(web_context(), account()))
+
+
+ORIGINATE = Schema(
+    {
+        "from": Field("string", required=True, max_length=32, description="Your extension"),
+        "to": Field("string", required=True, max_length=32, description="The number to call"),
+    },
+    "Click-to-call: pbx rings the phone(s) of 'from' first, then 'to'.",
+)
+TRANSFER = Schema(
+    {
+        "to": Field("string", required=True, max_length=32, description="Transfer target"),
+        "leg": Field(
+            "string",
+            nullable=True,
+            max_length=64,
+            description=(
+                "The leg (party) to transfer; default: the other party for a user, the callee "
+                "for administrators"
+            ),
+        ),
+    },
+    "Blind transfer of one party of an active call.",
+)
+
+
+@api_route(
+    "/calls/originate",
+    "POST",
+    summary="Click-to-call: ring the user's own phone, then the number",
+    tag="calls",
+    body=ORIGINATE,
+    response="CallStarted",
+    status=201,
+    invalid_status=400,
+)
+def originate(body: dict[str, Any]) -> ResponseReturnValue:
+    return jsonify(services.originate_call(web_context(), account(), body)), 201
+
+
+@api_route(
+    "/calls/active/<call_id>",
+    "DELETE",
+    summary="Hang up an active call",
+    tag="calls",
+    status=204,
+    invalid_status=400,
+)
+def hang_up(call_id: str) -> ResponseReturnValue:
+    services.hang_up_call(web_context(), account(), call_id)
+    return "", 204
+
+
+@api_route(
+    "/calls/active/<call_id>/transfer",
+    "POST",
+    summary="Blind-transfer a party of an active call (accepted: the target rings)",
+    tag="calls",
+    body=TRANSFER,
+    response="TransferStarted",
+    status=202,
+    invalid_status=400,
+)
+def transfer(call_id: str, body: dict[str, Any]) -> ResponseReturnValue:
+    return jsonify(services.transfer_call(web_context(), account(), call_id, body)), 202
 
 
 @api_route(

@@ -11,8 +11,8 @@ Accounts, logins and passwords of web accounts live in web.accounts.
 The work is split by subject: users (extensions, SIP credentials, provisioning, CSV), sites,
 live (devices, registrations, active calls, health, call records), settings (live and process),
 audit (reading the log), tokens (API tokens, support access), featurecodes (the feature-code
-table and the extensions it keeps off), music (a site's hold music); _common holds shared
-helpers.
+table and the extensions it keeps off), music (a site's hold music), callcontrol (click-to-call,
+hang-up, transfer); _common holds shared helpers.
 This module only re-exports their public names, so callers keep using ``services.<name>``.
 Must not import flask or twisted.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 from pbx.media.codecs import CODECS
 from pbx.store import cdr
 from web.services.audit import AUDIT_FILTERS, list_audit
+from web.services.callcontrol import hang_up_call, originate_call, transfer_call
 from web.services.featurecodes import list_feature_codes
 from web.services.live import (
     CALL_FILTERS,
@@ -111,6 +112,7 @@ __all__ = [
     "get_site",
     "get_site_music",
     "get_user",
+    "hang_up_call",
     "hash_token",
     "health",
     "history_line",
@@ -123,6 +125,7 @@ __all__ = [
     "list_sites",
     "list_tokens",
     "list_users",
+    "originate_call",
     "live_settings",
     "process_settings",
     "provisioning_summary",
@@ -133,6 +136,7 @@ __all__ = [
     "show_provisioning",
     "site_dict",
     "token_dict",
+    "transfer_call",
     "update_own_user",
     "update_process_settings",
     "update_settings",
