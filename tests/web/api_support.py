@@ -58,8 +58,8 @@ class StaticLive:
             {"id": "conv-1", "call_id": "c1", "caller": "100", "dialled": "300",
              "state": "answered", "duration": 12.0, "codecs": {"A": "PCMU", "B": "PCMU"},
              "legs": [
-                 {"id": "leg-100", "party": "100", "direction": "inbound", "state": "confirmed"},
-                 {"id": "leg-300", "party": "300", "direction": "outbound", "state": "confirmed"},
+                 {"id": "leg-100", "party": "100", "direction": "in", "state": "confirmed"},
+                 {"id": "leg-300", "party": "300", "direction": "out", "state": "confirmed"},
              ]},
             {"call_id": "c2", "caller": "200", "dialled": "300", "state": "ringing",
              "duration": 1.0, "codecs": {}},

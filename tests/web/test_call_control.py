@@ -140,7 +140,7 @@ def test_transfer_picks_the_party_and_checks_the_leg(world: World) -> None:
     }
     assert _transfer(world, "admin", "c2", {"to": "100", "leg": None}).status_code == 202
     assert world.live.commands == [
-        ("transfer_call", "conv-1", "200", "leg-300"),  # the callee
+        ("transfer_call", "conv-1", "200", None),  # the server transfers the callee
         ("transfer_call", "conv-1", "200", "leg-300"),  # the user's other party
         ("transfer_call", "conv-1", "200", "leg-100"),
         ("transfer_call", "c2", "100", None),  # no legs listed: the server picks the callee

@@ -112,14 +112,12 @@ def hang_up_call(ctx: WebContext, actor: Account, call_id: str) -> None:
 
 def _default_leg(actor: Account, row: dict[str, Any]) -> str | None:
     """The party to transfer when none is named: for a user the other party (not their own
-    leg), for administrators the callee; None when the server does not list legs (it then
-    transfers the callee)."""
-    legs = row.get("legs") or []
-    if actor.role == "user":
-        others = [leg for leg in legs if leg.get("party") != actor.extension]
-        return str(others[0]["id"]) if others else None
-    callee = [leg for leg in legs if leg.get("direction") == "outbound"]
-    return str(callee[0]["id"]) if callee else None
+    leg); None otherwise, or when the server lists no legs: the server then transfers the
+    callee."""
+    if actor.role != "user":
+        return None
+    others = [leg for leg in row.get("legs") or [] if leg.get("party") != actor.extension]
+    return str(others[0]["id"]) if others else None
 
 
 def transfer_call(
