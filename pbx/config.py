@@ -94,7 +94,6 @@ class CallsConfig:
     media_timeout: float = 60.0
     session_expires: int = 1800
     min_se: int = 90
-    echo_test: str = "*43"
     transfer_recall: float = 30.0
     park_timeout: float = 120.0
 

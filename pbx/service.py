@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from pbx import __version__
+from pbx import __version__, featurecodes
 from pbx.calls.contacts import static_binding
 from pbx.calls.control import CallControl
 from pbx.calls.directory import Callee
@@ -28,9 +28,17 @@ from pbx.calls.switch import Switch
 from pbx.certs import ensure_tls_files, tls_options
 from pbx.config import Config
 from pbx.credentials import SecretBox, make_credentials
+from pbx.features.apicommands import CallCommands
 from pbx.features.echo import EchoTest
+from pbx.features.originate import Originate
+from pbx.features.park import ParkingLot
+from pbx.features.pickup import Pickup
+from pbx.features.transfer import Transfers
 from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
+from pbx.media.moh import MusicLibrary
+from pbx.media.prompts import Prompts
 from pbx.media.relay import PortPool
+from pbx.media.transcode import shared_clock
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
 from pbx.sip.client import ClientTransactions
@@ -58,6 +66,7 @@ PURGE_INTERVAL = 60.0
 CREDENTIALS_TTL = 2.0
 CREDENTIALS_CACHE_SIZE = 10_000
 # settings table key -> CallControl attribute (numbers, seconds)
+DEBIAN_MOH = Path("/usr/share/asterisk/moh")  # asterisk-moh-opsound-wav (CC-BY-SA-3.0)
 LIVE_SETTINGS = {"calls.no_answer_timeout": "no_answer", "calls.max_duration": "max_duration"}
 
 
@@ -135,18 +144,28 @@ class PbxServer:
             latch_any=config.rtp.latch_any_address,
         )
         calls = config.calls
+        self.feature_codes = featurecodes.load(config.data_dir)
+        clock = shared_clock(reactor)
+        self.music = MusicLibrary(reactor, clock, [DEBIAN_MOH], config.data_dir)
         self.control = CallControl(
             reactor,
             self.client,
             self.ports,
             self._call_record,
-            settings=SipSettings(t1=sip.t1, session_expires=calls.session_expires, min_se=calls.min_se),
+            settings=SipSettings(
+                t1=sip.t1, session_expires=calls.session_expires, min_se=calls.min_se
+            ),
             no_answer=calls.no_answer_timeout,
             max_duration=calls.max_duration,
             media_timeout=calls.media_timeout,
+            music=self._music_for,
+            clock=clock,
         )
-        self.switch = Switch(self.control, StoreDirectory(self.store, reactor), NumberPlan(echo_test=calls.echo_test))
-        self.switch.features[Kind.ECHO_TEST] = EchoTest(self.control)
+        self.control.directory = StoreDirectory(self.store, reactor)
+        self.control.prompts = Prompts()
+        plan = NumberPlan.of(self.feature_codes)
+        self.switch = Switch(self.control, self.control.directory, plan)
+        self._features(plan)
         self.methods.register("INVITE", self.switch.on_invite)
         self.methods.in_dialog = self.control.handle_in_dialog
         self.stack.on_ack = self.control.on_ack
@@ -164,7 +183,33 @@ class PbxServer:
             active_calls=self.control.snapshot,
             call_events=self.control.feed,
             on_settings_changed=self.apply_live_settings,
+            feature_codes=self.feature_codes.describe,
+            on_music_changed=lambda site_id: self.music.reload(f"site-{site_id}"),
+            call_commands=CallCommands(self.control),
         )
+
+    def _features(self, plan: NumberPlan) -> None:
+        """The call features on the call-control facade, and the numbers that reach them."""
+        control, calls = self.control, self.config.calls
+        parking = ParkingLot(control, plan, timeout=calls.park_timeout)
+        Transfers(control, plan, recall_after=calls.transfer_recall, park=parking)
+        pickup = Pickup(control)
+        Originate(control, plan)
+        self.switch.features.update(
+            {
+                Kind.ECHO_TEST: EchoTest(control),
+                Kind.PARK: parking.park_caller,
+                Kind.PARK_SLOT: parking.retrieve,
+                Kind.GROUP_PICKUP: pickup,
+                Kind.DIRECTED_PICKUP: pickup,
+            }
+        )
+        self.switch.replaces = pickup.replaces
+
+    def _music_for(self, leg: Any) -> Any:
+        """The hold-music stream a leg hears: its site's (uploads), else the default."""
+        site = leg.site_id
+        return self.music.stream(f"site-{site}" if site is not None else "default")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -197,6 +242,10 @@ class PbxServer:
             # the web's policy: TLS 1.2 or newer, the certificate file's whole chain
             self.transports.listen_stream("TLS", bind, config.tls_port, tls_options(files))
         self.control.start()
+        self.music.load("default")
+        self.control.prompts.load(self.reactor).addErrback(
+            lambda f: log.warning("park slot announcements off: %s", f.getErrorMessage())
+        )
         self.loop_lag.start()
         self.gc_pauses.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
@@ -306,8 +355,6 @@ class PbxServer:
         function: Any = {"open": cdr.open_record, "close": cdr.close_record, "add": cdr.add_record}[
             kind
         ]
-        if "history" in kwargs and not _takes_history(function):
-            kwargs.pop("history")
         return as_deferred(self.store.write_async(function, *args, **kwargs), self.reactor)
 
     def _persist_ban(self, ban: GuardBan) -> None:
@@ -371,12 +418,6 @@ class PbxServer:
             "loop_lag": self.loop_lag.snapshot(),
             "gc": self.gc_pauses.snapshot(),
         }
-
-
-def _takes_history(function: Any) -> bool:
-    import inspect
-
-    return "history" in inspect.signature(function).parameters
 
 
 class StoreDirectory:

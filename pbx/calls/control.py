@@ -61,6 +61,8 @@ from pbx.calls.patchbay import Patchbay
 from pbx.calls.records import CallRecords
 from pbx.calls.sdpsession import SdpSession
 from pbx.calls.sipleg import InboundLeg, OutboundLeg, SipLeg, SipSettings
+from pbx.media import tones
+from pbx.media.player import Playback
 from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch
 from pbx.media.transcode import PlayoutClock, shared_clock
 from pbx.sip.client import ClientTransactions
@@ -118,6 +120,12 @@ class CallControl:
         self._ending: dict[str, tuple[str, str, str]] = {}  # call id -> disposition, cause, side
         self._watch = StreamWatch(reactor, media_timeout, self._media_stopped)
         self.on_refer: Callable[..., None] | None = None  # set by the transfer feature
+        self.directory: Any = None  # pbx.calls.directory.Directory, for features
+        # called with a leg that ends, before it leaves its bridge and LegEnded is published
+        # (features publish what its end means for them: a parked call unparked)
+        self.before_end: list[Callable[[Leg], None]] = []
+        self.prompts: Any = None  # pbx.media.prompts.Prompts (park slot numbers)
+        self.country_for: Callable[[Leg], str] = lambda leg: ""  # a site's E.164 code
         client.on_stray_2xx = self._stray_2xx
 
     def start(self) -> None:
@@ -196,6 +204,24 @@ class CallControl:
             self.feed.publish(ev.LegAnswered(call=conversation.id, leg=leg.id, codec=leg.codec))
         if old is not None and not old.live_legs:
             self._call_ended(old, ("answered", "transferred", "pbx"))
+
+    def merge(self, conversation: Conversation, into: Conversation) -> None:
+        """Every leg of ``conversation`` joins ``into``, and ``conversation`` ends without a
+        record of its own (a pickup, a retrieved park: it is still the one call being taken;
+        CallEnded says "merged")."""
+        for leg in list(conversation.live_legs):
+            conversation.remove(leg)
+            into.add(leg)
+            self.feed.publish(
+                ev.LegCreated(
+                    call=into.id,
+                    leg=leg.id,
+                    party=leg.party.number,
+                    party_name=leg.party.name,
+                    direction=leg.direction,
+                )
+            )
+        self._call_ended(conversation, ("merged", into.id, "pbx"))
 
     # -- legs ------------------------------------------------------------------------------
 
@@ -537,6 +563,36 @@ class CallControl:
                 stop()
             self._rewire_target(target)
 
+    def tone(self, leg: Leg, kind: str = "ringback", max_ms: int | None = None) -> Any:
+        """Play a call-progress tone (``ringback``, ``busy``, ``congestion``) of the leg's
+        site country to ``leg``; returns the playback (stop it with :meth:`stop_source`)."""
+        plan = tones.plan_for(self.country_for(leg), tones.Tone[kind.upper()])
+        return self.play(leg, Playback.of_tone(tones.ToneSource(plan), max_ms=max_ms))
+
+    def say_digits(self, leg: Leg, number: str) -> defer.Deferred[str]:
+        """Read ``number`` to ``leg`` digit by digit (pbx.media.prompts); fires with
+        "done" or "stopped" when it has been said (at once, with "skipped", when the
+        prompts are not installed or the leg cannot hear)."""
+        prompts = self.prompts
+        if prompts is None or leg.ended or leg.holding:
+            return defer.succeed("skipped")
+        done: defer.Deferred[str] = defer.Deferred()
+
+        def loaded(_: Any) -> None:
+            if leg.ended:
+                done.callback("skipped")
+                return
+            playback = Playback(prompts.digits(number))
+            playback.done.chainDeferred(done)
+            self.play(leg, playback)
+
+        def missing(failure: Any) -> None:
+            log.warning("[%s] cannot say %s: %s", leg.call_id, number, failure.getErrorMessage())
+            done.callback("skipped")
+
+        prompts.load(self.reactor).addCallbacks(loaded, missing)
+        return done
+
     def _rewire_target(self, target: Leg | Bridge) -> None:
         if isinstance(target, Bridge):
             self._rewire(target)
@@ -596,6 +652,11 @@ class CallControl:
                 side = self._side(leg, conversation) if by_peer else "pbx"
                 disposition = "answered" if conversation.answered_at else "cancelled"
                 self._ending.setdefault(conversation.id, (disposition, cause, side))
+            for hook in self.before_end:
+                try:
+                    hook(leg)
+                except Exception:
+                    log.exception("[%s] end hook failed for %s", leg.call_id, leg.id)
             for source in list(leg.sources):
                 stop = getattr(source, "stop", None)
                 if stop is not None and not getattr(source, "finished", False):
@@ -661,7 +722,11 @@ class CallControl:
             conversation.id, ("failed", "normal", "pbx")
         )
         self._ending.pop(conversation.id, None)
-        if conversation.answered_at is not None and disposition not in ("interrupted", "failed"):
+        if conversation.answered_at is not None and disposition not in (
+            "interrupted",
+            "failed",
+            "merged",
+        ):
             disposition = "answered"  # however it ended, it was answered
         self.feed.publish(
             ev.CallEnded(

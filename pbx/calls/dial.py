@@ -79,6 +79,7 @@ class Dial:
         timeout: float = 30.0,
         headers: tuple[tuple[str, str], ...] = (),
         on_ringing: Callable[[Dial, OutboundLeg, bool], None] | None = None,
+        commit: bool = True,
     ) -> None:
         self.control = control
         self.conversation = conversation
@@ -90,6 +91,7 @@ class Dial:
         self.timeout = timeout
         self.headers = headers
         self.on_ringing = on_ringing
+        self.commit = commit  # False: this answer does not answer the call (click-to-call)
         self.state = DialState.RINGING
         self.legs: list[OutboundLeg] = []
         self.winner: OutboundLeg | None = None
@@ -130,6 +132,18 @@ class Dial:
             self._secure[leg.id] = contact
         leg.start()
         return leg
+
+    def hand_over(self) -> InboundLeg | None:
+        """Someone else takes the waiting caller (a pickup): every contact stops ringing
+        (CANCEL, Reason: call completed elsewhere), ``result`` fails with disposition
+        "picked_up" and the caller is left unanswered for the taker; returns it."""
+        caller = self.from_leg
+        if self.state is not DialState.RINGING:
+            return None
+        if caller is not None and self.control.dials.get(caller.id) is self:
+            del self.control.dials[caller.id]
+        self._fail("picked_up", 487, "picked_up", cancel="picked_up", reason=ELSEWHERE)
+        return caller
 
     def cancel(self, cause: str = "cancelled") -> None:
         """Stop ringing everything (the caller gave up, a pickup took the call)."""
@@ -193,7 +207,10 @@ class Dial:
             leg.hang_up("488")
             self._fail("failed", 488, "488")
             return
-        d = self.control.commit_answer(self.conversation, leg)
+        if self.commit:
+            d = self.control.commit_answer(self.conversation, leg)
+        else:
+            d = defer.succeed(True)
         d.addCallbacks(self._committed, self._not_committed, callbackArgs=(leg, answer))
 
     def _committed(self, going_on: bool, leg: OutboundLeg, answer: bytes) -> None:

@@ -361,10 +361,11 @@ def own_offer(codecs: Sequence[str], prefer: StreamFormat | None = None) -> byte
         formats=tuple(str(c.payload_type) for c in chosen),
         attributes=tuple(attrs),
     )
+    # a placeholder address (anchor.rewrite puts pbx's there; 0.0.0.0 would mean hold)
     desc = SessionDescription(
-        origin=Origin("pbx", "1", 1, address="0.0.0.0"),
+        origin=Origin("pbx", "1", 1, address="127.0.0.1"),
         session_name="pbx",
-        connection=Connection.for_address("0.0.0.0"),
+        connection=Connection.for_address("127.0.0.1"),
         media=(media,),
     )
     return bytes(desc)
@@ -397,6 +398,23 @@ def answer_locally(offer: bytes, prefer: str | None = None) -> MediaPlan:
     return plan(offer, bytes(replace(desc, media=tuple(streams))))
 
 
+def offered_codecs(offer: bytes) -> list[str]:
+    """The codecs pbx can code in ``offer``'s first audio stream (CODECS keys, in order)."""
+    desc = _parse(offer)
+    index = None if desc is None else _first_audio(desc)
+    if desc is None or index is None:
+        return []
+    infos = (_info(c) for c in _audio_codecs(desc.media[index]))
+    return [info.name for info in infos if info is not None]
+
+
+def shared_codec(first: bytes, second: bytes) -> str | None:
+    """The first codec of offer ``first`` that offer ``second`` has too (answering both
+    with it lets pbx relay the pair untouched); None when they share none pbx can code."""
+    theirs = set(offered_codecs(second))
+    return next((codec for codec in offered_codecs(first) if codec in theirs), None)
+
+
 def answered_format(offer: bytes, answer: bytes) -> StreamFormat:
     """The format a phone answered ``offer`` (pbx's own) with. Raises NegotiationError."""
     return plan(offer, answer).callee
@@ -412,6 +430,8 @@ __all__ = [
     "answer_locally",
     "answered_format",
     "offer_for_callee",
+    "offered_codecs",
+    "shared_codec",
     "own_offer",
     "plan",
 ]

@@ -262,12 +262,12 @@ def _leg_ended(records: CallRecords, call: _Call, event: ev.LegEnded) -> None:
 
 
 def _joined(records: CallRecords, call: _Call, event: ev.BridgeJoined) -> None:
-    call.bridges.setdefault(event.bridge, set()).add(event.leg)
+    call.bridges[event.bridge] = set(event.members)  # the snapshot: members of other calls too
     records._talk(call, event.bridge, event.at)
 
 
 def _left(records: CallRecords, call: _Call, event: ev.BridgeLeft) -> None:
-    call.bridges.setdefault(event.bridge, set()).discard(event.leg)
+    call.bridges[event.bridge] = set(event.members)
     records._talk(call, event.bridge, event.at)
 
 
@@ -304,6 +304,9 @@ def _picked_up(records: CallRecords, call: _Call, event: ev.PickedUp) -> None:
 
 
 def _ended(records: CallRecords, call: _Call, event: ev.CallEnded) -> None:
+    if event.disposition == "merged":  # its legs belong to another call now: no record
+        records._calls.pop(call.id, None)
+        return
     for bridge in list(call.talking):
         call.bridges[bridge] = set()
         records._talk(call, bridge, event.at)
@@ -338,17 +341,4 @@ _HANDLERS: dict[type, Callable[..., None]] = {
 }
 
 
-def history_text(history: list[dict[str, Any]]) -> str:
-    """The history as one line for people (CSV, ``pbx cdr``): entries joined by '; ',
-    talk segments with their length."""
-    parts = []
-    for entry in history:
-        if entry.get("kind") == "talk" and entry.get("until") is not None:
-            seconds = max(0, round(entry["until"] - entry["at"]))
-            parts.append(f"{' + '.join(entry.get('parties', []))} talked {seconds} s")
-        else:
-            parts.append(str(entry.get("detail", entry.get("kind", ""))))
-    return "; ".join(parts)
-
-
-__all__ = ["CallRecords", "history_text"]
+__all__ = ["CallRecords"]

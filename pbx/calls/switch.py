@@ -157,6 +157,8 @@ class Switch:
             self.refuse(conversation, incoming, 404, "No Such Number")
             return
         conversation.callee = dialled
+        if conversation.site_id is None:
+            conversation.site_id = found.site_id
         if not found.bindings:
             self.refuse(conversation, incoming, 480, "Not Registered")
             return
@@ -196,8 +198,8 @@ class Switch:
             caller.hang_up("500")
             return
         failed: DialFailed = failure.value
-        if caller.ended:
-            return  # the caller cancelled: its leg's end says so
+        if caller.ended or failed.disposition == "picked_up":
+            return  # the caller cancelled (its leg's end says so), or a pickup took it
         side = "pbx" if failed.status in (500, 503) else "callee"
         self.control.set_outcome(conversation, failed.disposition, str(failed.status), side)
         caller.reject(failed.status, "No Answer" if failed.status == 480 else None)

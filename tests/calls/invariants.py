@@ -9,7 +9,7 @@
    and has left its bridge before it ends;
 4. every call that started ends exactly once (CallEnded), after all its legs ended, and no
    event names it afterwards;
-5. with ``records``: one record per ended call.
+5. with ``records``: one record per ended call (a call merged into another has none).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def check(events: Sequence[ev.Event], records: Sequence[Any] | None = None, *, f
     bridge_of: dict[str, str] = {}
     calls_started: set[str] = set()
     calls_ended: set[str] = set()
+    merged: set[str] = set()
     legs_of: dict[str, set[str]] = {}
     for event in events:
         assert event.seq > last_seq, f"seq not increasing at {event}"
@@ -68,13 +69,15 @@ def check(events: Sequence[ev.Event], records: Sequence[Any] | None = None, *, f
             live = [x for x in legs_of.get(event.call, set()) if x not in ended]
             assert not live, f"call ended with live legs {live}: {event}"
             calls_ended.add(event.call)
+            if event.disposition == "merged":
+                merged.add(event.call)
     if finished:
         assert created <= ended, f"legs never ended: {sorted(created - ended)}"
         assert calls_started <= calls_ended, f"calls never ended: {sorted(calls_started - calls_ended)}"
     if records is not None:
-        assert len(records) == len(calls_ended), (
-            f"{len(records)} records for {len(calls_ended)} ended calls"
-        )
+        recorded = len(calls_ended - merged)
+        assert len(records) == recorded, f"{len(records)} records for {recorded} ended calls"
+
 
 
 __all__ = ["check"]

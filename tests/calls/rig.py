@@ -24,6 +24,10 @@ from pbx.calls.numberplan import Kind, NumberPlan
 from pbx.calls.sipleg import SipSettings
 from pbx.calls.switch import Switch
 from pbx.features.echo import EchoTest
+from pbx.features.originate import Originate
+from pbx.features.park import ParkingLot
+from pbx.features.pickup import Pickup
+from pbx.features.transfer import Transfers
 from pbx.media.relay import PortPool
 from pbx.media.transcode import PlayoutClock
 from pbx.sip.client import ClientTransactions
@@ -88,6 +92,23 @@ class MemoryDirectory:
         )
 
 
+class FakePrompts:
+    """pbx.media.prompts.Prompts with a 0.2 s tone per digit (``said`` lists the numbers)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def load(self, reactor: Any = None) -> defer.Deferred[None]:
+        return defer.succeed(None)
+
+    def digits(self, number: str) -> bytes:
+        from pbx.media.tones import TonePlan, ToneSource
+
+        self.said.append(number)
+        source = ToneSource(TonePlan((1000.0,), (600000, 1), -13.0))
+        return b"".join(source.next_frame() for _ in range(10 * len(number)))
+
+
 class Rig:
     """pbx at 127.0.0.1:5060 plus phones, all on one fake clock."""
 
@@ -101,6 +122,8 @@ class Rig:
         media_timeout: float = 3600.0,
         session_expires: int = 1800,
         min_se: int = 90,
+        transfer_recall: float = 30.0,
+        park_timeout: float = 120.0,
     ) -> None:
         self.reactor = FakeReactor()
         self.network = self.reactor.network
@@ -143,7 +166,21 @@ class Rig:
         self.directory = MemoryDirectory(self)
         self.plan = NumberPlan()
         self.switch = Switch(self.control, self.directory, self.plan)
+        self.control.directory = self.directory
+        self.prompts = FakePrompts()
+        self.control.prompts = self.prompts
+        self.parking = ParkingLot(self.control, self.plan, timeout=park_timeout)
+        self.transfers = Transfers(
+            self.control, self.plan, recall_after=transfer_recall, park=self.parking
+        )
+        self.pickup = Pickup(self.control)
+        self.originate = Originate(self.control, self.plan)
         self.switch.features[Kind.ECHO_TEST] = EchoTest(self.control)
+        self.switch.features[Kind.PARK] = self.parking.park_caller
+        self.switch.features[Kind.PARK_SLOT] = self.parking.retrieve
+        self.switch.features[Kind.GROUP_PICKUP] = self.pickup
+        self.switch.features[Kind.DIRECTED_PICKUP] = self.pickup
+        self.switch.replaces = self.pickup.replaces
         self.methods.register("INVITE", self.switch.on_invite)
         self.methods.in_dialog = self.control.handle_in_dialog
         self.stack.on_ack = self.control.on_ack
