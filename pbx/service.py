@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from pbx import __version__, featurecodes
 from pbx.calls.contacts import static_binding
-from pbx.calls.control import CallControl
+from pbx.calls.control import IN_DIALOG_METHODS, CallControl
 from pbx.calls.directory import Callee
 from pbx.calls.numberplan import Kind, NumberPlan
 from pbx.calls.sipleg import SipSettings
@@ -47,11 +47,11 @@ from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.message import Limits
 from pbx.sip.methods import Methods
 from pbx.sip.registrar import RegisterRefused, Registrar, RegistrarPolicy
-from pbx.sip.stack import ALLOWED_METHODS, Stack, StackOptions
+from pbx.sip.stack import Stack, StackOptions
 from pbx.sip.transaction import TimerConfig
 from pbx.sip.transport import Transports
 from pbx.store import bans as store_bans
-from pbx.store import cdr, registrations, users
+from pbx.store import cdr, registrations, sites, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
@@ -134,7 +134,7 @@ class PbxServer:
             time.time,
             self._local_hosts,
         )
-        self.methods = Methods(self.access, self.registrar.handle, ALLOWED_METHODS)
+        self.methods = Methods(self.access, self.registrar.handle)
         self.stack.sink = self.methods
         self.ports = PortPool(
             reactor,
@@ -166,8 +166,7 @@ class PbxServer:
         plan = NumberPlan.of(self.feature_codes)
         self.switch = Switch(self.control, self.control.directory, plan)
         self._features(plan)
-        self.methods.register("INVITE", self.switch.on_invite)
-        self.methods.in_dialog = self.control.handle_in_dialog
+        self.methods.add_in_dialog(self.control.handle_in_dialog, IN_DIALOG_METHODS)
         self.stack.on_ack = self.control.on_ack
         self.loop_lag = LoopLagMonitor(reactor)
         self.gc_pauses = GcPauseMonitor()
@@ -204,7 +203,9 @@ class PbxServer:
                 Kind.DIRECTED_PICKUP: pickup,
             }
         )
-        self.switch.replaces = pickup.replaces
+        # an INVITE with Replaces goes to pickup first; the switch routes all others
+        self.methods.add("INVITE", pickup.on_invite)
+        self.methods.add("INVITE", self.switch.on_invite)
 
     def _music_for(self, leg: Any) -> Any:
         """The hold-music stream a leg hears: its site's (uploads), else the default."""
@@ -432,10 +433,8 @@ class StoreDirectory:
         return as_deferred(read, self._reactor)
 
     def group_members(self, group: str) -> defer.Deferred[list[str]]:
-        members = getattr(users, "pickup_group_members", None)
-        if members is None:
-            return defer.succeed([])
-        return as_deferred(self._store.read_async(members, group), self._reactor)
+        read = self._store.read_async(users.pickup_group_members, group)
+        return as_deferred(read, self._reactor)
 
 
 def callee_of(db: Any, extension: str, now: float) -> Callee:
@@ -445,15 +444,21 @@ def callee_of(db: Any, extension: str, now: float) -> Callee:
     user = users.get_user(db, extension)
     if user is None:
         return Callee(False, [])
-    group = getattr(user, "pickup_group", None)
+    group = user.pickup_group
+    site = sites.get_site(db, user.site_id) if user.site_id is not None else None
+    country = site.country_code if site is not None else ""
     if not user.enabled:
-        return Callee(True, [], user.call_waiting, user.display_name, user.site_id, group)
+        return Callee(
+            True, [], user.call_waiting, user.display_name, user.site_id, group, country
+        )
     bindings = registrations.list_bindings(db, now=now, extension=extension)
     if user.static_contact:
         static = static_binding(extension, user.static_contact, now)
         if static is not None and all(b.contact != static.contact for b in bindings):
             bindings.insert(0, static)
-    return Callee(True, bindings, user.call_waiting, user.display_name, user.site_id, group)
+    return Callee(
+        True, bindings, user.call_waiting, user.display_name, user.site_id, group, country
+    )
 
 
 def _refuse_gone_user(failure: Failure, extension: str) -> Any:

@@ -15,7 +15,8 @@ sources) and the bridge's own sources, called after every change (Asterisk's
 - ``RELAY``: exactly two talking SIP legs with the same codec, payload type, clock and ptime
   and the same telephone-event: packets pass untouched (one counter and one ``sendto``);
 - ``EVENT_RELAY``: the same audio but a different telephone-event: audio untouched, events
-  rewritten or turned into tones (pbx.media.event_relay);
+  rewritten or turned into tones (pbx.media.event_relay); also for relayable legs whose
+  digits pbx must see (a digit collector, pbx.calls.digits);
 - ``TRANSCODE``: two talking legs otherwise, or two whose streams pbx must write into (a
   digit from SIP INFO, ``inject``): pbx.media.transcode;
 - ``MIX``: three or more talkers, a local leg, or any source that must be heard or hear
@@ -126,6 +127,11 @@ def needs_audio(sources: list[Any]) -> bool:
     return any(getattr(source, "audio", True) for source in sources)
 
 
+def _listens(sources: list[Any]) -> bool:
+    """A source that must see the leg's RFC 4733 digits (a digit collector)."""
+    return any(hasattr(source, "add") and not getattr(source, "audio", True) for source in sources)
+
+
 def choose_media(bridge: Bridge) -> Media:
     """How ``bridge``'s media flows now (see the module docstring)."""
     if bridge.kind is not BridgeKind.MIX:
@@ -144,7 +150,8 @@ def choose_media(bridge: Bridge) -> Media:
     if bridge.inject:
         return Media.TRANSCODE if fa.transcodable and fb.transcodable else Media.RELAY
     if _relayable(fa, fb):
-        return Media.RELAY
+        listening = any(_listens(leg.sources) for leg in talkers)
+        return Media.EVENT_RELAY if listening else Media.RELAY
     if _same_audio(fa, fb):
         return Media.EVENT_RELAY
     if fa.transcodable and fb.transcodable:
@@ -165,7 +172,7 @@ def leg_role(leg: Leg) -> Role:
     if leg.held:
         return Role.MUSIC
     bridge = leg.bridge
-    has_sources = needs_audio(leg.sources)
+    has_sources = needs_audio(leg.sources) or (bridge is None and _listens(leg.sources))
     if bridge is None:
         return Role.SOLO if has_sources else Role.SILENT
     if bridge.kind is not BridgeKind.MIX:

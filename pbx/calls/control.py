@@ -44,6 +44,7 @@ from twisted.internet import defer
 from pbx.calls import events as ev
 from pbx.calls.bridge import Alone, Bridge, BridgeKind, BridgePolicy, Media, is_talker
 from pbx.calls.dial import Dial
+from pbx.calls.digits import DigitCollector
 from pbx.calls.localleg import LocalLeg
 from pbx.calls.model import (
     CallError,
@@ -67,8 +68,10 @@ from pbx.media.relay import MediaLeg, NoPortsAvailable, PortPool, StreamWatch
 from pbx.media.transcode import PlayoutClock, shared_clock
 from pbx.sip.client import ClientTransactions
 from pbx.sip.dialog import dialog_id_of_request, dialog_id_of_response
+from pbx.sip.errors import RemoteProtocolError
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Headers, Request, Response, new_call_id, new_tag
+from pbx.sip.refer import parse_replaces
 from pbx.sip.stack import IncomingRequest
 from pbx.sip.transport import Address, Source
 from pbx.sip.uri import parse_uri
@@ -77,6 +80,8 @@ from pbx.store.registrations import Binding
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+# what a leg answers inside its dialog (pbx.calls.indialog)
+IN_DIALOG_METHODS = ("INVITE", "BYE", "INFO", "UPDATE", "REFER", "NOTIFY", "OPTIONS")
 
 
 class CallControl:
@@ -125,7 +130,7 @@ class CallControl:
         # (features publish what its end means for them: a parked call unparked)
         self.before_end: list[Callable[[Leg], None]] = []
         self.prompts: Any = None  # pbx.media.prompts.Prompts (park slot numbers)
-        self.country_for: Callable[[Leg], str] = lambda leg: ""  # a site's E.164 code
+        self.country_for: Callable[[Leg], str] = _country_of
         client.on_stray_2xx = self._stray_2xx
 
     def start(self) -> None:
@@ -563,6 +568,22 @@ class CallControl:
                 stop()
             self._rewire_target(target)
 
+    def collect_digits(
+        self, leg: Leg, max_digits: int, timeout: float, terminators: str = "#"
+    ) -> defer.Deferred[str]:
+        """Digits ``leg`` presses from now on, until ``max_digits``, a terminator (not
+        included) or ``timeout`` seconds without one (pbx.calls.digits)."""
+        if leg.ended:
+            raise Gone(f"leg {leg.id} has ended")
+        collector = DigitCollector(leg, max_digits, timeout, terminators, self.reactor)
+        self.play(leg, collector)
+
+        def done(digits: str) -> str:
+            self.stop_source(leg, collector)
+            return digits
+
+        return collector.result.addCallback(done)
+
     def tone(self, leg: Leg, kind: str = "ringback", max_ms: int | None = None) -> Any:
         """Play a call-progress tone (``ringback``, ``busy``, ``congestion``) of the leg's
         site country to ``leg``; returns the playback (stop it with :meth:`stop_source`)."""
@@ -788,6 +809,9 @@ class CallControl:
                     other.digit(digit)
 
     def _digit(self, leg: Leg, digit: str) -> None:
+        for source in list(leg.sources):
+            if isinstance(source, DigitCollector):
+                source.add(digit)
         conversation = leg.conversation
         self.feed.publish(
             ev.DigitReceived(call=conversation.id if conversation else "", leg=leg.id, digit=digit)
@@ -825,6 +849,14 @@ class CallControl:
         leg = self.dialogs.get(dialog_id_of_response(response))
         if leg is not None:
             leg.stray_2xx(response)
+
+    @staticmethod
+    def parse_replaces(value: str) -> Any:
+        """A Replaces header value (RFC 3891 §6.1); ValueError when it is not one."""
+        try:
+            return parse_replaces(value)
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None
 
     def find_dialog(self, dialog_id: tuple[str, str, str]) -> SipLeg | None:
         """The leg of a dialog pbx has, by (Call-ID, pbx's tag, the phone's tag); early
@@ -921,4 +953,9 @@ class CallControl:
         return out
 
 
-__all__ = ["CallControl"]
+def _country_of(leg: Leg) -> str:
+    """The calling code of the leg's call's site ("" for the EU default tones)."""
+    return leg.conversation.country if leg.conversation is not None else ""
+
+
+__all__ = ["CallControl", "IN_DIALOG_METHODS"]

@@ -26,6 +26,7 @@ class Callee:
     name: str = ""
     site_id: int | None = None
     pickup_group: str | None = None
+    country: str = ""  # the E.164 calling code of its site ("49"): call-progress tones
 
 
 class Directory(Protocol):

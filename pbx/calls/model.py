@@ -228,6 +228,7 @@ class Conversation:
     ended_at: float | None = None
     site_id: int | None = None
     callee: str = ""  # the extension it was for (the record names it even when unanswered)
+    country: str = ""  # the calling code of its site: which ringback and busy tones
 
     def add(self, leg: Leg) -> Leg:
         leg.conversation = self

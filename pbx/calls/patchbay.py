@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pbx.calls.bridge import Bridge, Media, Role, choose_media, is_talker, leg_role
+from pbx.calls.digits import DigitCollector
 from pbx.calls.model import Leg
 from pbx.media.codecs import UnsupportedCodec
 from pbx.media.event_relay import EventRelay
@@ -212,7 +213,10 @@ class Patchbay:
         source, target = src.format, dst.format
         assert source is not None and target is not None
         assert src.media is not None and dst.media is not None
-        if source.telephone_event is None or source.telephone_event == target.telephone_event:
+        collecting = any(isinstance(x, DigitCollector) for x in src.sources)
+        if source.telephone_event is None:
+            return None
+        if source.telephone_event == target.telephone_event and not collecting:
             return None
         try:
             relay = EventRelay(

@@ -10,8 +10,8 @@ the caller's leg, then goes where the number plan (pbx.calls.numberplan) says:
   the caller (relayed untouched when they share a codec);
 - feature codes go to their features: the echo test (a local leg that sends back what it
   hears), park (``700``) and park slots, group and directed pickup;
-- an INVITE with ``Replaces`` (RFC 3891) goes to the feature that owns it (pickup of a ringing
-  call from a BLF key, attended transfer by the phone itself).
+- (an INVITE with ``Replaces``, RFC 3891, never gets here: pbx.features.pickup's handler is
+  registered for INVITE before the switch and takes it.)
 
 Every INVITE that gets this far leaves a call record, also when it is refused: an SRTP-only
 offer over a plain transport (488: SDES keys would travel in clear, RFC 4568 §8.3), a session
@@ -35,8 +35,6 @@ from pbx.calls.numberplan import Kind, NumberPlan, Target
 from pbx.calls.sdpsession import MediaRefused
 from pbx.calls.session_timer import TooBrief, negotiate_uas, read_offer
 from pbx.calls.sipleg import InboundLeg, OutboundLeg
-from pbx.sip.errors import RemoteProtocolError
-from pbx.sip.refer import parse_replaces
 from pbx.sip.stack import IncomingRequest
 from pbx.sip.uri import SipUri
 
@@ -53,7 +51,6 @@ class Switch:
         self.directory = directory
         self.plan = plan
         self.features: dict[Kind, Feature] = {}
-        self.replaces: Callable[[IncomingRequest, str, Any], bool] | None = None
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -65,15 +62,6 @@ class Switch:
         uri = request.uri
         dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
         caller = Party(username, request.from_.display_name or "")
-        replaces = request.headers.get("Replaces")
-        if replaces is not None and self.replaces is not None:
-            try:
-                named = parse_replaces(replaces)
-            except RemoteProtocolError as exc:
-                incoming.respond(400, str(exc)[:60])
-                return
-            if self.replaces(incoming, username, named):
-                return
         conversation = self.control.new_call(caller, dialled, request.call_id)
         try:
             negotiate_uas(
@@ -158,7 +146,7 @@ class Switch:
             return
         conversation.callee = dialled
         if conversation.site_id is None:
-            conversation.site_id = found.site_id
+            conversation.site_id, conversation.country = found.site_id, found.country
         if not found.bindings:
             self.refuse(conversation, incoming, 480, "Not Registered")
             return

@@ -51,7 +51,7 @@ class Originate:
             conversation = control.new_call(
                 Party(from_extension, user.name), target, call_id=call_id
             )
-            conversation.site_id = user.site_id
+            conversation.site_id, conversation.country = user.site_id, user.country
             dial = control.dial(
                 conversation,
                 user.bindings,

@@ -151,9 +151,22 @@ class Pickup:
 
     # -- INVITE with Replaces ----------------------------------------------------------------
 
+    def on_invite(self, incoming: Any, username: str) -> bool:
+        """The INVITE handler registered before the switch's: takes an INVITE with a
+        Replaces header (True), declines every other (False: the switch routes it)."""
+        request = incoming.request
+        value = request.headers.get("Replaces")
+        if value is None or request.to.tag:
+            return False
+        try:
+            named = self.control.parse_replaces(value)
+        except ValueError as exc:
+            incoming.respond(400, str(exc)[:60])
+            return True
+        return self.replaces(incoming, username, named)
+
     def replaces(self, incoming: Any, username: str, named: Any) -> bool:
-        """An INVITE with Replaces; True when handled here (an answer was sent or a leg
-        made), False to route it as a new call."""
+        """An INVITE with Replaces naming ``named``: always answered here."""
         control = self.control
         replaced = control.find_dialog(named.dialog_id)
         request = incoming.request

@@ -49,11 +49,8 @@ ALLOWED_METHODS = (
     "REGISTER",
     "INFO",
     "UPDATE",
-    "PRACK",
     "REFER",
     "NOTIFY",
-    "SUBSCRIBE",
-    "MESSAGE",
 )
 SUPPORTED_EXTENSIONS = ("path", "outbound")
 ACCEPTED_BODIES = ("application/sdp",)
@@ -290,10 +287,18 @@ class Stack:
             if not incoming.final_sent:
                 incoming.respond(500)
 
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        """The methods answered here: the transaction user's (pbx.sip.methods) when it
+        says, else the configured list."""
+        allowed = getattr(self.sink, "allowed", None)
+        return tuple(allowed) if allowed else self.options.allowed_methods
+
     def _check_request(self, request: Request) -> tuple[int, list[tuple[str, str]]] | None:
         """RFC 3261 §8.2.1-8.2.3: method, URI scheme, extensions; then body acceptability."""
-        if request.method not in self.options.allowed_methods:
-            return 501, [("Allow", ", ".join(self.options.allowed_methods))]
+        allowed = self.allowed_methods
+        if request.method not in allowed:
+            return 501, [("Allow", ", ".join(allowed))]
         if not isinstance(request.uri, SipUri) and request.method != "OPTIONS":
             return 416, []
         required = [tag for value in request.headers.get_all("Require") for tag in _tags(value)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from pbx.calls.control import CallControl
+from pbx.calls.control import IN_DIALOG_METHODS, CallControl
 from pbx.calls.directory import Callee
 from pbx.calls.events import Event
 from pbx.calls.numberplan import Kind, NumberPlan
@@ -33,7 +33,7 @@ from pbx.media.transcode import PlayoutClock
 from pbx.sip.client import ClientTransactions
 from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.methods import Methods
-from pbx.sip.stack import ALLOWED_METHODS, IncomingRequest, Stack, StackOptions
+from pbx.sip.stack import IncomingRequest, Stack, StackOptions
 from pbx.sip.transaction import TimerConfig
 from pbx.sip.transport import Address
 from pbx.sip.uri import SipUri
@@ -144,7 +144,7 @@ class Rig:
         self.transports.sink = self.stack.receive
         self.stack.transports = self.transports  # type: ignore[assignment]
         self.stack.client = self.client
-        self.methods = Methods(TrustingAccess(), self._register, ALLOWED_METHODS)  # type: ignore[arg-type]
+        self.methods = Methods(TrustingAccess(), self._register)  # type: ignore[arg-type]
         self.stack.sink = self.methods
         self.ports = PortPool(self.reactor, *rtp_ports, latch_any=latch_any_address)
         self.clock = PlayoutClock(self.reactor)
@@ -180,9 +180,9 @@ class Rig:
         self.switch.features[Kind.PARK_SLOT] = self.parking.retrieve
         self.switch.features[Kind.GROUP_PICKUP] = self.pickup
         self.switch.features[Kind.DIRECTED_PICKUP] = self.pickup
-        self.switch.replaces = self.pickup.replaces
-        self.methods.register("INVITE", self.switch.on_invite)
-        self.methods.in_dialog = self.control.handle_in_dialog
+        self.methods.add("INVITE", self.pickup.on_invite)
+        self.methods.add("INVITE", self.switch.on_invite)
+        self.methods.add_in_dialog(self.control.handle_in_dialog, IN_DIALOG_METHODS)
         self.stack.on_ack = self.control.on_ack
         self.control.start()
 

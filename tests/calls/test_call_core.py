@@ -387,3 +387,53 @@ def test_a_static_contact_is_rung_without_registration() -> None:
     alice.hang_up(call)
     rig.run(0.5)
     rig.check()
+
+
+# -- digits ----------------------------------------------------------------------------------------
+
+
+def event_packet(digit: int, end: bool, seq: int, duration: int) -> bytes:
+    header = struct.pack("!BBHII", 0x80, 101, seq, 1000, 0x4242)
+    return header + struct.pack("!BBH", digit, 0x80 | 10 if end else 10, duration)
+
+
+def test_digits_are_collected_from_info_and_from_rfc4733_events_while_audio_stays_relayed() -> None:
+    rig = Rig()
+    alice, bob, call, incoming = answered(rig)
+    (alice_leg,) = [leg for leg in rig.control.legs.values() if leg.party.number == "1001"]
+    got: list[str] = []
+    rig.control.collect_digits(alice_leg, 4, timeout=5.0, terminators="#").addCallback(got.append)
+    rig.run(0.05)
+    assert bridge_media(rig) is Media.EVENT_RELAY
+    target = call.remote_media
+    assert target is not None
+    for seq, (digit, end) in enumerate([(2, False), (2, True), (2, True)]):
+        rig.network.send(event_packet(digit, end, 100 + seq, 800), ("127.0.1.1", call.rtp_port), target)
+    rig.run(0.1)
+    alice.send_rtp(call, b"a" * 160)
+    rig.run(0.1)
+    assert incoming.rtp_payloads()[-1] == b"a" * 160  # audio still untouched
+    alice.info(call, "5")  # an INFO digit is played to bob: pbx writes into his stream
+    alice.info(call, "#")
+    rig.run(0.1)
+    assert got == ["25"]
+    assert bridge_media(rig) is Media.TRANSCODE  # the collector is gone; the injection stays
+    alice.hang_up(call)
+    rig.run(0.5)
+    rig.check()
+
+
+def test_collecting_digits_times_out_with_what_was_pressed() -> None:
+    rig = Rig()
+    alice, bob, call, incoming = answered(rig)
+    (alice_leg,) = [leg for leg in rig.control.legs.values() if leg.party.number == "1001"]
+    got: list[str] = []
+    rig.control.collect_digits(alice_leg, 4, timeout=2.0).addCallback(got.append)
+    alice.info(call, "7")
+    rig.run(1.5)
+    assert got == []
+    rig.run(1.0)
+    assert got == ["7"]
+    alice.hang_up(call)
+    rig.run(0.5)
+    rig.check()
