@@ -21,6 +21,7 @@ from .harness import missing_binaries, netns
 from .harness.baresip import Baresip, BaresipAccount
 from .harness.linphone import Linphone
 from .harness.pbx_server import MD5_ONLY_TOML, PbxServer
+from .harness.raw_phone import RawPhone
 from .harness.sipp import Sipp
 
 log = logging.getLogger(__name__)
@@ -184,3 +185,32 @@ def pyvoip_factory() -> Iterator[Callable[..., Any]]:
     yield make
     for phone in phones:
         phone.stop()
+
+
+@pytest.fixture
+def raw_phone_factory() -> Iterator[Callable[..., RawPhone]]:
+    """make(server_port, user, password=None, register=True, **RawPhone kwargs) -> a raw SIP
+    phone (harness.raw_phone) talking to 127.0.0.1:server_port, registered unless told not
+    to; hung up and closed afterwards."""
+    phones: list[RawPhone] = []
+
+    def make(
+        server_port: int,
+        user: str,
+        password: str | None = None,
+        register: bool = True,
+        **kwargs: Any,
+    ) -> RawPhone:
+        phone = RawPhone(("127.0.0.1", server_port), user, password, **kwargs)
+        phones.append(phone)
+        if register:
+            phone.register()
+        return phone
+
+    yield make
+    for phone in phones:
+        try:
+            phone.hangup_all()
+        except Exception:  # noqa: BLE001 - teardown must go on; close() below frees it
+            log.warning("raw phone %s did not hang up cleanly", phone.user)
+        phone.close()

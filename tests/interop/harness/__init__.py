@@ -16,6 +16,12 @@ Modules
 - ``pyvoip_phone`` ``PyVoipPhone``: pyVoIP 1.6.8 in a thread (UDP, MD5).
 - ``netns``        ``private_netns()``: moves the calling thread into a new network namespace.
 - ``sip_wire``     raw SIP over plain UDP/TCP/TLS sockets: build requests, read/parse responses.
+- ``raw_phone``    ``RawPhone``: a scripted SIP phone on plain UDP sockets (MD5 REGISTER, calls
+                   both ways, hold by re-INVITE/UPDATE, REFER with any headers, INVITE with
+                   Replaces, PCMU tone RTP sent and received) for what no peer can script.
+- ``sip_message``  one SIP request/response parser; baresip ``-s`` traces and linphone logs
+                   read back as messages (what a phone received from pbx).
+- ``tones``        G.711 mu-law, sine WAVs, and the order of tones a recording carries.
 
 Network namespaces (why and how)
     baresip advertises the host's primary (eth0) address in SDP even when it listens on

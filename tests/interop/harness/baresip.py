@@ -5,10 +5,14 @@ starting ``baresip -f DIR`` with its log in DIR/baresip.log, the ctrl_tcp netstr
 connection (``len:{json},``; commands ``{"command","params","token"}``, answers
 ``{"response":true,"ok":..,"data":..,"token":..}``, events ``{"event":true,"class","type",
 "accountaor","param",..}``), and the verbs register / wait_registered / dial / accept / hangup /
-wait_event / quit. Audio source is ``aufile`` (a generated 8 kHz tone wav), sink ``aubridge``.
-``extra_modules`` load before the accounts (so a codec module such as g722.so or opus.so can be
-named in an account's ``audio_codecs``); ``extra_config`` adds config lines, e.g. ``snd_path``
-for the ``sndfile.so`` module, which records dump-*-enc.wav / dump-*-dec.wav per call.
+wait_event / quit; for calls with more than one party: hold / resume / transfer (blind REFER)
+/ select_call / calls, and with ``sip_trace=True`` (``baresip -s``) the SIP messages it sent
+and received (sip_messages / received / wait_received). Audio source is ``aufile`` (a
+generated 8 kHz tone wav), sink ``aubridge``. ``extra_modules`` load before the accounts (so
+a codec module such as g722.so or opus.so can be named in an account's ``audio_codecs``);
+``extra_config`` adds config lines, e.g. ``snd_path`` for the ``sndfile.so`` module, which
+records dump-*-enc.wav / dump-*-dec.wav per call (named by the second the call's audio
+started: two calls of one phone starting within the same second may collide).
 
 baresip must run inside a private network namespace (harness.netns): outside one it puts the
 host's eth0 address into SDP (shared/design/dependencies.md 4.10). start() refuses to run
@@ -37,6 +41,7 @@ from typing import Any
 
 from . import netns, ports
 from .procs import stop_process
+from .sip_message import SipMessage, read_baresip_trace, select
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,9 @@ class BaresipError(RuntimeError):
 
 @dataclass
 class BaresipAccount:
-    """One SIP account (a baresip User-Agent). aor() is what baresip reports in events."""
+    """One SIP account (a baresip User-Agent). aor() is what baresip reports in events.
+    ``port=0`` (with ``password=None, regint=0``): an account at baresip's own SIP address,
+    for peer-to-peer calls that dial sip:USER@ip:sip_port directly."""
 
     user: str
     password: str | None
@@ -108,6 +115,7 @@ class Baresip:
         extra_modules: Sequence[str] = (),
         extra_config: Mapping[str, str] | None = None,
         allow_host_network: bool = False,
+        sip_trace: bool = False,
     ) -> None:
         if not listen_ip.startswith("127."):
             raise ValueError("interop tests use 127.0.0.0/8 only")
@@ -126,6 +134,7 @@ class Baresip:
         self.extra_modules = list(extra_modules)
         self.extra_config = dict(extra_config or {})
         self.allow_host_network = allow_host_network
+        self.sip_trace = sip_trace
         self.log_path = self.dir / "baresip.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -167,6 +176,9 @@ class Baresip:
         return "".join(f"{k:<20}{v}\n" for k, v in entries)
 
     def write_config(self) -> None:
+        for account in self.accounts:
+            if account.port == 0:  # an account at baresip's own address (peer to peer)
+                account.port = self.sip_port
         (self.dir / "config").write_text(self._config_text(), encoding="utf-8")
         lines = "".join(a.line() + "\n" for a in self.accounts)
         (self.dir / "accounts").write_text(lines, encoding="utf-8")
@@ -182,7 +194,7 @@ class Baresip:
         self.write_config()
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [BARESIP_BIN, "-f", str(self.dir)],
+                [BARESIP_BIN, "-f", str(self.dir), *(["-s"] if self.sip_trace else [])],
                 cwd=self.dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -241,6 +253,7 @@ class Baresip:
             if msg.get("response"):
                 self._responses[str(msg.get("token"))] = msg
             elif msg.get("event"):
+                msg["received_at"] = time.monotonic()  # ours, for timing checks
                 self._events.append(msg)
             self._cond.notify_all()
 
@@ -311,13 +324,126 @@ class Baresip:
                 self._cond.wait(0.3)
 
     def dial(self, uri: str) -> Event:
+        """``dial URI``: a new outgoing call, which becomes the current call. It does NOT hold
+        the call that was current: call hold() first for a consultation call."""
         return self.command("dial", uri)
 
     def accept(self) -> Event:
+        """``accept``: answer the ringing call. With another call established, baresip 1.0
+        holds that call first (re-INVITE a=sendonly) and then answers (ua_hold_answer)."""
         return self.command("accept")
 
-    def hangup(self) -> Event:
+    def hangup(self, call_id: str | None = None) -> Event:
+        """``hangup`` ends the CURRENT call (baresip 1.0 ignores a parameter): with
+        ``call_id`` it is made current first. When another call is left, baresip makes it
+        current and resumes it if it was on hold (re-INVITE a=sendrecv)."""
+        if call_id is not None:
+            self.select_call(call_id)
         return self.command("hangup")
+
+    # -- calls: hold, transfer, switching (menu.so in-call commands) ---------------------
+    # baresip 1.0.0 registers these only while a call exists (``help`` lists them then):
+    # hold, resume, transfer, line, callfind, prevhold, prevresume, reinvite, mute, sndcode.
+    # They act on the CURRENT call; select_call() picks one by its id (the SIP Call-ID,
+    # which events carry as "id"). Blind transfer only: baresip 1.0 has no attended
+    # transfer (no REFER with Replaces, no INVITE with Replaces), and as a transferee it
+    # mangles a Refer-To with ?Replaces= (cut at the first ';', then "500 Call Error").
+
+    def select_call(self, call_id: str) -> Event:
+        """``callfind ID``: make the call with this Call-ID the current call."""
+        return self.command("callfind", call_id)
+
+    def hold(self, call_id: str | None = None) -> Event:
+        """``hold``: re-INVITE with a=sendonly on the current (or given) call; baresip then
+        stops sending audio on it."""
+        if call_id is not None:
+            self.select_call(call_id)
+        return self.command("hold")
+
+    def resume(self, call_id: str | None = None) -> Event:
+        """``resume``: re-INVITE with a=sendrecv. It does not hold the other calls."""
+        if call_id is not None:
+            self.select_call(call_id)
+        return self.command("resume")
+
+    def transfer(self, uri: str, call_id: str | None = None) -> Event:
+        """``transfer URI``: blind transfer, a REFER with ``Refer-To: URI`` (no Refer-Sub,
+        no Referred-By) in the current (or given) call. baresip answers the NOTIFYs and
+        closes the call itself (BYE, CALL_CLOSED "Call transfered") on the final NOTIFY
+        with a 2xx sipfrag; on a failure sipfrag (e.g. "SIP/2.0 480") it reports
+        TRANSFER_FAILED and hangs up as well (seen against pbx's transfer recall)."""
+        if call_id is not None:
+            self.select_call(call_id)
+        return self.command("transfer", uri)
+
+    def set_answermode(self, mode: str) -> Event:
+        """``answermode manual|early|auto`` for the current User-Agent."""
+        return self.command("answermode", mode)
+
+    def calls(self) -> list[dict[str, Any]]:
+        """``listcalls``: [{"line", "state", "on_hold", "peer", "current"}], e.g. state
+        ESTABLISHED / INCOMING / OUTGOING / RINGING."""
+        data = _ANSI.sub("", str(self.command("listcalls").get("data", "")))
+        out: list[dict[str, Any]] = []
+        for line in data.splitlines():
+            m = re.match(r"^(>?)\s*\[line (\d+)\]\s+\S+\s+(\w+)\s+(\(on hold\))?\s*(\S+)", line)
+            if m:
+                out.append(
+                    {
+                        "current": m.group(1) == ">",
+                        "line": int(m.group(2)),
+                        "state": m.group(3),
+                        "on_hold": bool(m.group(4)),
+                        "peer": m.group(5),
+                    }
+                )
+        return out
+
+    def call_ids(self, type_: str = "CALL_ESTABLISHED") -> list[str]:
+        """Call-IDs of the calls that had event ``type_``, in order (consumed or not)."""
+        seen: list[str] = []
+        for event in self.events:
+            if event.get("type") == type_ and event.get("id") and event["id"] not in seen:
+                seen.append(str(event["id"]))
+        return seen
+
+    # -- what the phone saw -----------------------------------------------------------------
+    @property
+    def sip_address(self) -> str:
+        return f"{self.listen_ip}:{self.sip_port}"
+
+    def sip_messages(self) -> list[SipMessage]:
+        """Every SIP message baresip sent or received (needs ``sip_trace=True``)."""
+        if not self.sip_trace:
+            raise BaresipError("start baresip with sip_trace=True to read its messages")
+        return read_baresip_trace(self.log_path, self.sip_address)
+
+    def received(self, method: str, *, status: int | None = None) -> list[SipMessage]:
+        """Requests ``method`` (or responses ``status`` to it) baresip received."""
+        return select(self.sip_messages(), method, direction="received", status=status)
+
+    def wait_received(
+        self,
+        method: str,
+        timeout: float = 10.0,
+        match: Callable[[SipMessage], bool] | None = None,
+    ) -> SipMessage:
+        """The first request ``method`` received (matching ``match``), within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in self.received(method):
+                if match is None or match(msg):
+                    return msg
+            if time.monotonic() > deadline:
+                got = [m.start for m in self.sip_messages() if m.direction == "received"]
+                raise BaresipError(f"{self.name}: no {method} received in {timeout:g}s; got {got}")
+            time.sleep(0.1)
+
+    def recordings(self) -> list[Path]:
+        """The dump-*-dec.wav files (what baresip decoded, one per call, named by the
+        second the call's audio started) in ``snd_path``, oldest first."""
+        folder = Path(self.extra_config.get("snd_path", self.dir))
+        return sorted(folder.glob("dump-*-dec.wav"))
 
     def _take(self, match: Callable[[Event], bool]) -> Event | None:
         with self._cond:

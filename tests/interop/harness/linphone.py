@@ -5,7 +5,11 @@ listening point and REGISTER never leaves) and a fresh copy of the rc file per s
 rewrites its config), the daemon process with its log in DIR/linphone.log, the line protocol
 (command echo, ``Status: Ok|Error`` block, ``Key: Value`` lines, ``daemon-linphone>`` prompt;
 asynchronous ``Event-type:`` blocks collected as events), and the verbs register /
-register_status / wait_registered / unregister / call / terminate / wait_event / quit.
+register_status / wait_registered / unregister / call / terminate / wait_event / quit; for
+calls with more than one party: wait_incoming / answer (pauses the running call) / pause /
+resume / transfer (blind REFER) / transfer_attended (REFER with Replaces, the one installed
+peer that does it) / call_state, and the SIP messages of its log (sip_messages /
+wait_received).
 
 Pitfalls (shared/design/dependencies.md 4.11): ``call-stats`` during a call crashes the daemon
 with SIGSEGV, so command() refuses it. linphone puts 127.0.0.1 into its SDP correctly, so it
@@ -22,11 +26,13 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ports
 from .procs import stop_process
+from .sip_message import SipMessage, read_linphone_log, select
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +289,68 @@ class Linphone:
 
     def terminate(self, call_id: str | None = None) -> None:
         self.command("terminate" + (f" {call_id}" if call_id else ""))
+
+    # -- calls with more than one party (checked peer to peer, tests/interop/
+    # test_transfer_peers.py). Ids are the daemon's call ids ("1", "2"...), not Call-IDs.
+
+    def wait_incoming(self, timeout: float = 10.0) -> str:
+        """The id of the next incoming call (event LinphoneCallIncomingReceived)."""
+        return self.wait_event("LinphoneCallIncomingReceived", timeout)["Id"]
+
+    def answer(self, call_id: str) -> None:
+        """``answer ID``. With another call running, liblinphone pauses that one first
+        (re-INVITE a=sendonly; its state becomes LinphoneCallPaused)."""
+        self.command(f"answer {call_id}")
+
+    def pause(self, call_id: str) -> None:
+        """``call-pause ID``: hold, a re-INVITE with a=sendonly (LinphoneCallPaused)."""
+        self.command(f"call-pause {call_id}")
+
+    def resume(self, call_id: str) -> None:
+        """``call-resume ID``: a re-INVITE with a=sendrecv (LinphoneCallStreamsRunning)."""
+        self.command(f"call-resume {call_id}")
+
+    def transfer(self, call_id: str, uri: str) -> None:
+        """``call-transfer ID URI``: blind transfer, a REFER with ``Refer-To: URI`` and
+        ``Referred-By`` in that call; linphone ends the call itself once the NOTIFY says
+        the transfer target answered."""
+        self.command(f"call-transfer {call_id} {uri}")
+
+    def transfer_attended(self, call_id: str, to_call_id: str) -> None:
+        """``call-transfer ID OTHER_ID``: attended transfer. A REFER in call ``call_id``
+        whose Refer-To is the remote address of call ``to_call_id`` (for a call linphone
+        placed: the dialled URI WITHOUT its port) with
+        ``?Replaces=CALLID%3bfrom-tag%3dOURS%3bto-tag%3dTHEIRS`` (lower-case escapes,
+        from-tag first), e.g. ``<sip:4003@127.0.0.1?Replaces=abc%3bfrom-tag%3d..>``."""
+        self.command(f"call-transfer {call_id} {to_call_id}")
+
+    def call_state(self, call_id: str) -> str:
+        """``call-status ID`` -> e.g. LinphoneCallStreamsRunning / LinphoneCallPaused;
+        "" once the call is gone (the daemon answers Status: Error)."""
+        try:
+            return self.command(f"call-status {call_id}").fields.get("State", "")
+        except LinphoneError:
+            return ""
+
+    def sip_messages(self) -> list[SipMessage]:
+        """Every SIP message the daemon sent or received, from its log."""
+        return read_linphone_log(self.log_path)
+
+    def wait_received(
+        self,
+        method: str,
+        timeout: float = 10.0,
+        match: Callable[[SipMessage], bool] | None = None,
+    ) -> SipMessage:
+        """The first request ``method`` received (matching ``match``), within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in select(self.sip_messages(), method, direction="received"):
+                if match is None or match(msg):
+                    return msg
+            if time.monotonic() > deadline:
+                raise LinphoneError(f"no {method} received in {timeout:g}s" + self._tail())
+            time.sleep(0.2)
 
     def quit(self, timeout: float = 5.0) -> int:
         """``quit`` and wait for the exit status (stop() if it hangs)."""

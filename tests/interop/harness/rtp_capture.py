@@ -18,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,20 @@ def rtp_payload(seq: int, size: int = 160) -> bytes:
     return bytes([0x55]) * (size - 4) + struct.pack("!I", seq)
 
 
-def write_rtp_pcap(path: Path, packets: int = 50, ssrc: int = 0x1234ABCD) -> Path:
+def write_rtp_pcap(
+    path: Path,
+    packets: int = 50,
+    ssrc: int = 0x1234ABCD,
+    payload: Callable[[int], bytes] = rtp_payload,
+) -> Path:
     """A pcap of ``packets`` RTP packets 20 ms apart (PT 0, 160-byte payloads, marker bit on
-    the first), UDP 127.0.0.1 -> 127.0.0.1; SIPp rewrites the addresses and ports."""
+    the first), UDP 127.0.0.1 -> 127.0.0.1; SIPp rewrites the addresses and ports.
+    ``payload(n)`` gives packet n's payload (default: the numbered pattern; a PCMU tone:
+    ``lambda n: tones.ulaw_encode(tones.sine_samples(freq, 160, n * 160))``)."""
     out = [struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)]
     for n in range(packets):
         rtp = struct.pack("!BBHII", 0x80, 0x80 if n == 0 else 0, n, n * 160, ssrc)
-        rtp += rtp_payload(n)
+        rtp += payload(n)
         udp = struct.pack("!HHHH", 40000, 40000, 8 + len(rtp), 0) + rtp
         loopback = bytes([127, 0, 0, 1])
         ip = struct.pack(
