@@ -41,6 +41,7 @@ from pbx.calls.numberplan import Kind, NumberPlan
 log = logging.getLogger(__name__)
 
 HANG_UP_TRANSFEROR_AFTER = 4.0  # s after the final NOTIFY, if the phone does not BYE itself
+RECALL_GRACE = 2.0  # s a transferor still on the line has to hang up after a failure NOTIFY
 
 
 class State(enum.Enum):
@@ -193,8 +194,22 @@ class BlindTransfer:
         self._publish("recalled", self.target)
         transferor = self.transferor
         if transferor is not None and not transferor.ended:
+            # many phones hang up on any final NOTIFY: give it a moment before deciding
+            # whether it takes its party back or must be rung
+            self.control.reactor.callLater(RECALL_GRACE, self._recall_after_grace, status)
+            return
+        self._ring_transferor(status)
+
+    def _recall_after_grace(self, status: int) -> None:
+        if self.state is not State.RECALLING:
+            return
+        transferor = self.transferor
+        if transferor is not None and not transferor.ended:
             self.stimulate(Stimulus.RECALL_ANSWERED, transferor)
             return
+        self._ring_transferor(status)
+
+    def _ring_transferor(self, status: int) -> None:
         if not self.transferor_number:
             self.stimulate(Stimulus.RECALL_FAILED, status)
             return

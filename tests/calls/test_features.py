@@ -139,6 +139,7 @@ def test_a_failed_transfer_gives_the_party_back_to_a_transferor_still_on_the_lin
     alice.refer(a_call, "1003")
     rig.run(1.0)
     assert b"SIP/2.0 486 Busy Here" in sipfrags(a_call)
+    rig.run(2.5)  # the transferor did not hang up: it gets its party back
     assert not a_call.ended and media_flows(rig, (alice, a_call), (bob, at_bob))
     alice.hang_up(a_call)
     rig.run(0.5)
@@ -387,3 +388,20 @@ def test_click_to_call_rings_the_user_then_the_target() -> None:
     rig.check()
     (record,) = rig.records
     assert (record.caller, record.dialled, record.callee) == ("1001", "1002", "1002")
+
+
+def test_a_transferor_that_hangs_up_on_the_failure_notify_is_rung_back() -> None:
+    rig, alice, bob, carol = setup(transfer_recall=3.0)
+    carol.answer_mode = "ignore"
+    a_call, at_bob = call(rig, alice, bob, "1002")
+    alice.refer(a_call, "1003")
+    rig.run(3.2)  # the recall time runs out: NOTIFY 480 to alice
+    assert b"SIP/2.0 480 Temporarily Unavailable" in sipfrags(a_call)
+    alice.hang_up(a_call)  # as baresip does on any final NOTIFY
+    rig.run(3.0)
+    recall = alice.calls[-1]
+    assert recall.direction == "in" and recall.confirmed
+    assert media_flows(rig, (bob, at_bob), (alice, recall))
+    bob.hang_up(at_bob)
+    rig.run(0.5)
+    rig.check()

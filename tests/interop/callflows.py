@@ -14,8 +14,6 @@ Conventions
   with ``-s`` so that the test can read the SIP messages they got (harness.sip_message).
 - The raw phone (harness.raw_phone, fixture ``raw_phone_factory`` in conftest.py) does what
   baresip cannot: REFER with Replaces, INVITE with Replaces, exact headers.
-- Every test that needs the pbx side of issue 9 carries ``@pytest.mark.xfail(reason="issue 9:
-  pbx side not landed yet", strict=False)``, to be removed feature by feature as it lands.
 
 Imports nothing from ``pbx``.
 """

@@ -65,7 +65,6 @@ def invite_answers(agent: Baresip) -> list[str | None]:
     return [m.sdp_direction() for m in select(agent.sip_messages(), "INVITE", status=200)]
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_hold_from_baresip_plays_music_to_the_other_phone_and_resume_brings_back_its_audio(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -102,7 +101,6 @@ def _trace_messages(run: Sipp, direction: str) -> list[SipMessage]:
     return out
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 @pytest.mark.parametrize(("hold", "answer"), [("sendonly", "recvonly"), ("inactive", "inactive")])
 def test_hold_from_sipp_is_answered_by_pbx_and_the_held_phone_receives_music_on_hold(
     hold: str,
@@ -159,7 +157,6 @@ def test_hold_from_sipp_is_answered_by_pbx_and_the_held_phone_receives_music_on_
     assert_raw_heard("B (what pbx sent it)", pcm, [A, "moh", A])
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 @pytest.mark.parametrize(
     ("method", "hold", "answer"),
     [("UPDATE", "sendonly", "recvonly"), ("INVITE", "inactive", "inactive")],
@@ -193,7 +190,6 @@ def test_hold_from_the_raw_phone_plays_music_to_baresip(
     assert_raw_heard("A", call.samples(), [B])
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_answering_a_second_call_holds_the_first_whose_caller_hears_music(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -223,7 +219,6 @@ def test_answering_a_second_call_holds_the_first_whose_caller_hears_music(
     assert_phone_heard(c, [B])
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_consultation_and_brokering_between_two_calls_gives_each_held_party_music(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:

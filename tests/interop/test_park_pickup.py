@@ -79,7 +79,6 @@ def park(a: Baresip, b: Baresip, pbx: PbxServer) -> float:
 # -- park --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_transfer_to_700_parks_the_call_in_701_with_music_and_dialling_701_retrieves_it(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -104,7 +103,6 @@ def test_transfer_to_700_parks_the_call_in_701_with_music_and_dialling_701_retri
     assert_history_mentions(cdr(pbx, count=2), B, "701")
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_a_second_parked_call_takes_slot_702_and_each_slot_gives_back_its_own_call(
     pbx: PbxServer,
     baresip_factory: BaresipFactory,
@@ -138,7 +136,6 @@ def test_a_second_parked_call_takes_slot_702_and_each_slot_gives_back_its_own_ca
     assert_raw_heard("D", d_call.samples(), [C, "moh", A])
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_a_call_parked_too_long_rings_the_parker_again(
     pbx_factory: Callable[..., PbxServer], baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -196,7 +193,6 @@ def assert_picked_up(a: Baresip, b: Baresip, picker: Baresip, pbx: PbxServer) ->
     assert_history_mentions(cdr(pbx), A, picker.accounts[0].user)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_star8_picks_up_a_call_ringing_in_the_callers_pickup_group(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -208,7 +204,6 @@ def test_star8_picks_up_a_call_ringing_in_the_callers_pickup_group(
     assert_picked_up(a, b, d, pbx)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_star_star_ext_picks_up_the_call_ringing_at_that_extension(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -218,7 +213,6 @@ def test_star_star_ext_picks_up_the_call_ringing_at_that_extension(
     assert_picked_up(a, b, c, pbx)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_star8_from_outside_the_group_does_not_take_the_call(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:

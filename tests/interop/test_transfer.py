@@ -91,7 +91,6 @@ def assert_refer_notifies(notifies: list[SipMessage], trying: bool = True) -> No
 # -- blind transfer ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_blind_transfer_by_baresip_connects_b_to_c_and_ends_a(
     pbx: PbxServer, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
@@ -171,7 +170,6 @@ def _messages(run: Sipp, direction: str) -> list[SipMessage]:
     return out
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_blind_transfer_from_sipp_gets_202_then_notify_trying_and_ok_and_c_gets_the_call(
     pbx: PbxServer, sipp_factory: Callable[..., Sipp], tmp_path: Path
 ) -> None:
@@ -204,7 +202,6 @@ def test_blind_transfer_from_sipp_gets_202_then_notify_trying_and_ok_and_c_gets_
     assert_history_mentions(cdr(pbx), B, C)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_blind_transfer_with_refer_sub_false_is_accepted_without_any_notify(
     pbx: PbxServer, sipp_factory: Callable[..., Sipp], tmp_path: Path
 ) -> None:
@@ -239,7 +236,6 @@ def test_blind_transfer_with_refer_sub_false_is_accepted_without_any_notify(
 # -- attended transfer -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_attended_transfer_by_linphone_joins_b_and_c_and_ends_both_calls_of_a(
     pbx: PbxServer,
     baresip_factory: BaresipFactory,
@@ -276,7 +272,6 @@ def test_attended_transfer_by_linphone_joins_b_and_c_and_ends_both_calls_of_a(
     assert_history_mentions(cdr(pbx, count=2), B, C)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_attended_transfer_with_rfc3891_replaces_from_the_raw_phone_joins_b_and_c(
     pbx: PbxServer,
     baresip_factory: BaresipFactory,
@@ -338,7 +333,6 @@ def _leg_of(agent: Baresip) -> str:
     return f"{invite.call_id};to-tag={invite.from_tag};from-tag={ok.to_tag}"
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_invite_with_replaces_takes_over_an_answered_call(
     pbx: PbxServer,
     baresip_factory: BaresipFactory,
@@ -366,7 +360,6 @@ def test_invite_with_replaces_takes_over_an_answered_call(
     assert_history_mentions(cdr(pbx, count=2), A, D)
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_invite_with_replaces_of_a_ringing_call_picks_it_up_and_cancels_the_phone(
     pbx: PbxServer,
     baresip_factory: BaresipFactory,
@@ -405,7 +398,6 @@ def test_invite_with_replaces_of_a_ringing_call_picks_it_up_and_cancels_the_phon
 # -- transfer recall ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 9: pbx side not landed yet", strict=False)
 def test_transfer_recall_rings_a_again_when_c_does_not_answer_and_reconnects_a_and_b(
     pbx_factory: PbxFactory, baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
