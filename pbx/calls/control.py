@@ -749,6 +749,9 @@ class CallControl:
             "merged",
         ):
             disposition = "answered"  # however it ended, it was answered
+        # after every subscriber has seen the end (the feed delivers when the outermost
+        # operation returns): free the call's object graph at once
+        self.reactor.callLater(0, conversation.release)
         self.feed.publish(
             ev.CallEnded(
                 call=conversation.id,

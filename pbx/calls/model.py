@@ -36,6 +36,7 @@ Everything runs on the reactor thread. Must not import pbx.store or pbx.service.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -121,9 +122,17 @@ class Party:
         return f'"{self.name}" <{self.number}>' if self.name else self.number
 
 
+_RUN = secrets.token_hex(3)  # this process's run: ids stay unique across restarts
+_SERIAL = itertools.count(1)
+
+
 def new_id(prefix: str) -> str:
-    """A short unique id for a leg ("l-…"), bridge ("b-…") or call ("c-…")."""
-    return f"{prefix}-{secrets.token_hex(6)}"
+    """A short unique id for a leg ("l-…"), bridge ("b-…") or call ("c-…").
+
+    The run's random part and a serial number: unique without a random draw per id (ids
+    name objects in events and the API, they are no secret; the API checks permissions).
+    """
+    return f"{prefix}-{_RUN}{next(_SERIAL):x}"
 
 
 class LegOwner(Protocol):
@@ -213,6 +222,10 @@ class Leg:
     def send_digits(self, digits: str, duration_ms: int = 160) -> None:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Drop what an ended leg no longer needs (see :meth:`Conversation.release`)."""
+        self.sources = []
+
 
 @dataclass(eq=False)
 class Conversation:
@@ -242,6 +255,14 @@ class Conversation:
     @property
     def live_legs(self) -> list[Leg]:
         return [leg for leg in self.legs if not leg.ended]
+
+    def release(self) -> None:
+        """Once ended and reported: break the call's reference cycles (it and its legs,
+        each leg and its SIP transaction), so that reference counting frees the whole graph
+        at once instead of the garbage collector's older generations walking it later."""
+        legs, self.legs = self.legs, []
+        for leg in legs:
+            leg.release()
 
 
 __all__ = [

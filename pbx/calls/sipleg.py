@@ -557,6 +557,12 @@ class OutboundLeg(SipLeg):
         self.move(LegState.CALLING)
         self.outgoing = self.client.send(self.request, self.target, self._response)
 
+    def release(self) -> None:
+        # the INVITE transaction outlives the leg (RFC 6026) and keeps calling _response for
+        # late 2xx; the leg no longer needs the transaction
+        super().release()
+        self.outgoing = None
+
     def _response(self, response: Response) -> None:
         status = response.status
         if self.ended:

@@ -24,6 +24,7 @@ seconds instead of reading the clock per packet.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,9 @@ class RelaySocket(protocol.DatagramProtocol):
     noisy = False  # no "Starting protocol" log line per port
 
     def __init__(self, leg: MediaLeg, rtcp: bool) -> None:
-        self.leg = leg
+        # a proxy, not a reference: the leg owns its sockets, and without the cycle an ended
+        # call's media is freed by reference counting, not by a garbage-collector pass
+        self.leg: MediaLeg = weakref.proxy(leg)
         self.rtcp = rtcp
         self.remote: Address | None = None  # where this leg's phone is (latched or from SDP)
         self.offered: Address | None = None  # the address its SDP gave

@@ -437,3 +437,25 @@ def test_collecting_digits_times_out_with_what_was_pressed() -> None:
     alice.hang_up(call)
     rig.run(0.5)
     rig.check()
+
+
+def test_an_ended_call_is_freed_by_reference_counting_not_by_the_garbage_collector() -> None:
+    import gc
+
+    from pbx.calls.model import Conversation, Leg
+    from pbx.media.relay import MediaLeg, RelaySocket
+
+    rig = Rig()
+    a, _b, call, _ = answered(rig)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        a.hang_up(call)
+        rig.run(40.0)  # every transaction of the call is gone (RFC 6026: 32 s)
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, Leg | Conversation | MediaLeg | RelaySocket)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cyclic == []  # a cycle would keep every call's graph for the older generations
+    rig.check()
