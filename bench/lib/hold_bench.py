@@ -128,6 +128,22 @@ def uac_command(target: CallTarget, stats: Path, args: argparse.Namespace) -> li
     return pinned(args.gen_cpu, argv, args.nice)
 
 
+def steady_rss_kb(pid: int, timeout: float = 30.0) -> int:
+    """The server's RSS once start-up work is done (pbx decodes its hold music and imports
+    the audio libraries in the background after it answers): two readings a second apart
+    within 0.5 %, after at least 2 s."""
+    time.sleep(2)
+    deadline = time.monotonic() + timeout
+    last = rss_kb(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = rss_kb(pid)
+        if abs(now - last) <= 0.005 * last:
+            return now
+        last = now
+    return last
+
+
 def hold(name: str, workdir: Path, args: argparse.Namespace) -> HoldRun:
     run = HoldRun(name, args.calls)
     callee = Callee(workdir, args.gen_cpu, args.nice)
@@ -140,8 +156,8 @@ def hold(name: str, workdir: Path, args: argparse.Namespace) -> HoldRun:
         target.start()
         target.after_start()
         callee.start(int(2 * hold_seconds(args) + 120))
-        time.sleep(2)
-        run.rss_idle_kb, run.fds_idle = rss_kb(target.pid), open_fds(target.pid)
+        run.rss_idle_kb = steady_rss_kb(target.pid)
+        run.fds_idle = open_fds(target.pid)
         with (workdir / f"{name}-hold.stderr").open("wb") as err:
             proc = subprocess.Popen(
                 uac_command(target, stats, args), stdout=subprocess.DEVNULL, stderr=err, cwd=workdir

@@ -97,6 +97,8 @@ class ReferProgress:
 class InDialog:
     """In-dialog requests from the phone (a mixin of SipLeg)."""
 
+    __slots__ = ()
+
     def receive(self: SipLeg, incoming: IncomingRequest) -> None:  # type: ignore[misc]
         """An in-dialog request of this leg's dialog."""
         request = incoming.request

@@ -242,7 +242,7 @@ class SdpSession:
         if desc is None:
             self.local = body
             return body
-        self.local = bytes(self._versioner.stamp(desc))
+        self.local = self._versioner.stamp_bytes(desc)
         return self.local
 
 

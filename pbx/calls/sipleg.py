@@ -93,6 +93,26 @@ def status_for(cause: str) -> int:
 class SipLeg(InDialog, Leg):
     """What both directions share: the dialog, media negotiation, in-dialog requests, BYE."""
 
+    __slots__ = (
+        "_last_ack_cseq",
+        "_refers",
+        "_reinvite_ok",
+        "client",
+        "dialog",
+        "early",
+        "on_dialog",
+        "owns_call_id",
+        "peer_allow",
+        "reactor",
+        "rng",
+        "sdp",
+        "settings",
+        "target",
+        "timer",
+        "uac_invite_pending",
+        "uas_invite_pending",
+    )
+
     def __init__(
         self,
         leg_id: str,
@@ -386,6 +406,17 @@ class SipLeg(InDialog, Leg):
 class InboundLeg(SipLeg):
     """A phone's INVITE, answered by pbx."""
 
+    __slots__ = (
+        "_interval",
+        "_ok",
+        "_retransmit",
+        "_waited",
+        "incoming",
+        "offer",
+        "ringing_sent",
+        "sip_call_id",
+    )
+
     direction = "in"
 
     def __init__(
@@ -525,6 +556,16 @@ class InboundLeg(SipLeg):
 
 class OutboundLeg(SipLeg):
     """pbx calls one contact: an INVITE it sends."""
+
+    __slots__ = (
+        "answer_body",
+        "answer_headers",
+        "early_body",
+        "final_status",
+        "outgoing",
+        "request",
+        "ringing_seen",
+    )
 
     direction = "out"
 

@@ -116,21 +116,38 @@ class SdpVersioner:
         self, username: str | None = None, session_id: str | None = None, address: str | None = None
     ) -> None:
         self._overrides = (username, session_id, address)
-        self._last: SessionDescription | None = None
+        # what was last sent, as its origin and its bytes: a parsed description per leg
+        # would cost ~2 kB for every call held (bench/hold)
+        self._origin: Origin | None = None
+        self._body = b""
 
     @property
     def origin(self) -> Origin | None:
-        return None if self._last is None else self._last.origin
+        return self._origin
 
     def stamp(self, desc: SessionDescription) -> SessionDescription:
-        if self._last is None:
-            origin = _override(desc.origin, *self._overrides)
+        """``desc`` with this leg's origin; the version goes up when the content changed."""
+        return self._stamp(desc)[0]
+
+    def stamp_bytes(self, desc: SessionDescription) -> bytes:
+        """:meth:`stamp`, serialised (an unchanged description is serialised once)."""
+        return self._stamp(desc)[1]
+
+    def _stamp(self, desc: SessionDescription) -> tuple[SessionDescription, bytes]:
+        if self._origin is None:
+            stamped = replace(desc, origin=_override(desc.origin, *self._overrides))
+            body = bytes(stamped)
         else:
-            origin = self._last.origin
-            if replace(desc, origin=origin) != self._last:
-                origin = replace(origin, session_version=origin.session_version + 1)
-        self._last = replace(desc, origin=origin)
-        return self._last
+            stamped = replace(desc, origin=self._origin)
+            body = bytes(stamped)
+            if body != self._body:
+                origin = self._origin
+                stamped = replace(
+                    desc, origin=replace(origin, session_version=origin.session_version + 1)
+                )
+                body = bytes(stamped)
+        self._origin, self._body = stamped.origin, body
+        return stamped, body
 
 
 def _override(origin: Origin, username: str | None, sid: str | None, addr: str | None) -> Origin:
