@@ -161,6 +161,7 @@ class PbxServer:
             music=self._music_for,
             clock=clock,
         )
+        self.music.on_loaded.append(lambda _name: self.control.music_changed())
         self.control.directory = StoreDirectory(self.store, reactor)
         self.control.prompts = Prompts()
         plan = NumberPlan.of(self.feature_codes)

@@ -523,6 +523,12 @@ class CallControl:
             )
         )
 
+    def music_changed(self) -> None:
+        """Hold music became available (it loads after start-up, an upload replaced it):
+        every live leg that should hear it and does not, does now."""
+        with self.feed.batch():
+            self.patchbay.update(None, [leg for leg in self.legs.values() if not leg.ended])
+
     def _rewire(self, bridge: Bridge | None, legs: list[Leg] | None = None) -> None:
         changed = self.patchbay.update(bridge, legs or [])
         if bridge is not None and changed:

@@ -499,6 +499,9 @@ class MusicLibrary:
         self.data_dir = Path(data_dir)
         self._classes: dict[str, _MusicClass] = {}
         self._warned_silent = False
+        # told the class's name whenever it finished (re)loading: legs held before their
+        # music was there start hearing it (the call control re-plans them)
+        self.on_loaded: list[Callable[[str], None]] = []
 
     @staticmethod
     def check_name(name: str) -> str:
@@ -609,3 +612,8 @@ class MusicLibrary:
         waiters, cls.waiters = cls.waiters, []
         for waiter in waiters:
             self._after_load(cls).chainDeferred(waiter)
+        for callback in list(self.on_loaded):
+            try:
+                callback(cls.name)
+            except Exception:
+                log.exception("hold music %s: a listener of the load failed", cls.name)

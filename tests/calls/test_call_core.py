@@ -459,3 +459,24 @@ def test_an_ended_call_is_freed_by_reference_counting_not_by_the_garbage_collect
         gc.garbage.clear()
     assert cyclic == []  # a cycle would keep every call's graph for the older generations
     rig.check()
+
+
+def test_a_party_held_before_the_music_is_loaded_hears_it_once_it_is() -> None:
+    rig = Rig()
+    alice, bob, call, incoming = answered(rig)
+    alice.hold(call)  # pbx is still decoding its music (start-up, an upload)
+    rig.run(1.0)
+    assert direction_of(call.remote_sdp) == "recvonly"
+    assert incoming.rtp == []
+    rig.music = HoldMusic("test", tone_pcm(700.0, 5), rig.clock, reactor=rig.reactor)
+    rig.control.music_changed()  # what the music library tells once loaded
+    rig.run(1.0)
+    assert len(incoming.rtp) >= 40
+    alice.resume(call)
+    rig.run(0.5)
+    before = len(incoming.rtp)
+    rig.run(0.5)
+    assert len(incoming.rtp) == before
+    alice.hang_up(call)
+    rig.run(0.5)
+    rig.check()

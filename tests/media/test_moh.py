@@ -479,3 +479,15 @@ def test_the_debian_music_loads_as_the_default(reactor: ThreadedClock, tmp_path:
     default = reactor.wait(music.load("default"))
     assert default is not None
     assert default.length_frames * 0.02 > 600  # five pieces, about 18 minutes
+
+
+def test_the_library_tells_its_listeners_when_a_class_has_loaded(
+    reactor: ThreadedClock, tmp_path: Path
+) -> None:
+    write_wav(tmp_path / "data/moh/site-3/a.wav", b"\x01\x00" * 160)
+    music = library(reactor, tmp_path)
+    loaded: list[tuple[str, bool]] = []
+    music.on_loaded.append(lambda name: loaded.append((name, music.stream(name) is not None)))
+    assert music.stream("site-3") is None
+    reactor.drain()
+    assert loaded == [("site-3", True)]  # told once the stream is there, not before
