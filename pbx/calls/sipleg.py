@@ -518,6 +518,9 @@ class InboundLeg(SipLeg):
         self._stop_ok_retransmit()
         self.move(LegState.CONFIRMED)
         self._ok = None
+        # the INVITE is answered for good (its transaction keeps what retransmissions need):
+        # the leg no longer holds the parsed request for the length of the call
+        self.incoming = None
 
     def _stop_ok_retransmit(self) -> None:
         if self._retransmit is not None and self._retransmit.active():
@@ -559,7 +562,6 @@ class OutboundLeg(SipLeg):
 
     __slots__ = (
         "answer_body",
-        "answer_headers",
         "early_body",
         "final_status",
         "outgoing",
@@ -586,7 +588,6 @@ class OutboundLeg(SipLeg):
         self.answer_body = b""
         self.early_body = b""
         self.final_status: int | None = None
-        self.answer_headers: Any = None
         self.owns_call_id = True
         self.ringing_seen = False
 
@@ -628,7 +629,6 @@ class OutboundLeg(SipLeg):
                 self._end("bad answer", by_peer=True)
                 return
             self.answer_body = response.body
-            self.answer_headers = response.headers
             self.peer_allow = allowed_methods(response.headers)
             self._last_ack_cseq = self.request.cseq.seq
             self.move(LegState.ANSWERED)
