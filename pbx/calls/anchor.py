@@ -63,9 +63,16 @@ def remote(body: bytes) -> tuple[str, int, int | None] | None:
 
 def rewrite(body: bytes, address: str, media: MediaLeg | None) -> bytes:
     """``body`` with its first audio stream pointed at ``media``'s ports on ``address``."""
+    desc = rewritten(body, address, media)
+    return body if desc is None else desc.serialize().encode()
+
+
+def rewritten(body: bytes, address: str, media: MediaLeg | None) -> SessionDescription | None:
+    """:func:`rewrite` as a description (None when ``body`` has no audio stream or there
+    is no media leg), for a caller that changes it further before it is serialised."""
     found = None if media is None else _audio(body)
     if found is None or media is None:
-        return body
+        return None
     desc, index = found
     streams = tuple(
         m if i == index or m.port == 0 else dataclasses.replace(m, port=0)
@@ -80,7 +87,7 @@ def rewrite(body: bytes, address: str, media: MediaLeg | None) -> bytes:
         addrtype="IP6" if ":" in address else "IP4",
         address=address,
     )
-    return dataclasses.replace(anchored, origin=bumped).serialize().encode()
+    return dataclasses.replace(anchored, origin=bumped)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +124,18 @@ def _on_first_audio(
     body: bytes, change: Callable[[SessionDescription, int], SessionDescription]
 ) -> bytes:
     found = _audio(body)
-    return body if found is None else change(*found).serialize().encode()
+    if found is None:
+        return body
+    return change(*found).serialize().encode()
 
 
 def plain(body: bytes) -> bytes:
     """``body`` with its first audio stream as plain RTP/AVP without a=crypto lines."""
+    found = _audio(body)
+    if found is not None:
+        media = found[0].media[found[1]]
+        if media.proto == sdes.PLAIN_PROTO and all(a.name != "crypto" for a in media.attributes):
+            return body  # already plain: not serialised again
     return _on_first_audio(body, sdes.strip_crypto)
 
 

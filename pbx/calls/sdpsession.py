@@ -235,7 +235,11 @@ class SdpSession:
             secure_leg(self.media, self._srtp)
 
     def _stamp(self, body: bytes) -> bytes:
-        return self._stamp_raw(anchor.rewrite(body, self.host, self.media))
+        desc = anchor.rewritten(body, self.host, self.media)
+        if desc is None:
+            return self._stamp_raw(body)
+        self.local = self._versioner.stamp_bytes(desc)  # parsed once, serialised once
+        return self.local
 
     def _stamp_raw(self, body: bytes) -> bytes:
         desc = parse_or_none(body)

@@ -27,7 +27,8 @@ from pbx.media.sdp import Attribute, MediaDescription, SessionDescription
 log = logging.getLogger(__name__)
 
 SECURE_PROTOS = ("RTP/SAVP", "RTP/SAVPF")  # RFC 3711 §12, RFC 5124
-_PLAIN_PROTO = "RTP/AVP"
+PLAIN_PROTO = "RTP/AVP"
+_PLAIN_PROTO = PLAIN_PROTO
 
 _TAG = re.compile(r"[0-9]{1,9}")  # RFC 4568 §9.1: tag = 1*9DIGIT
 _SUITE = re.compile(r"[A-Za-z0-9_]+")  # srtp-crypto-suite = 1*(ALPHA / DIGIT / "_")
