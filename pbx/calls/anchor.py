@@ -1,7 +1,8 @@
 """Media anchoring of SDP bodies: where a phone's media is, and pointing it at pbx instead.
 
 Built on :mod:`pbx.media.sdp` and :mod:`pbx.media.offer_answer`. :func:`remote` reads the
-address and ports of the first audio stream; :func:`rewrite` returns the body with that stream
+address and ports of the first audio stream (an IP literal only: a host name is never resolved
+here); :func:`rewrite` returns the body with that stream
 pointed at one of pbx's media legs (c=, m= port, a=rtcp) and the o= version increased
 (RFC 3264 §8). Codecs, telephone-event, direction and crypto pass unchanged, so the two phones
 negotiate end to end and packets are relayed untouched. Other streams are refused (port 0):
@@ -17,6 +18,7 @@ with fresh keys and :func:`srtp_answered` matches the phone's answer to it.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -39,6 +41,14 @@ def _first_audio(desc: SessionDescription) -> int | None:
     return None
 
 
+def _is_ip_literal(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _audio(body: bytes) -> tuple[SessionDescription, int] | None:
     """``body`` parsed with the index of its first audio stream; None without one."""
     desc = _parse(body)
@@ -55,6 +65,13 @@ def remote(body: bytes) -> tuple[str, int, int | None] | None:
     desc, index = found
     connection = desc.media_connection(index)
     if connection is None or connection.address in ("0.0.0.0", "::"):
+        return None
+    if not _is_ip_literal(connection.address):
+        # a host name (RFC 4566 allows one): never resolved on the reactor; the phone's first
+        # packet from its signalling address latches its media instead
+        log.info(
+            "SDP address %r is not an IP address: media waits for the phone", connection.address
+        )
         return None
     media = desc.media[index]
     rtcp = media.rtcp

@@ -41,3 +41,12 @@ def test_hold_address_and_garbage_are_handled() -> None:
     assert anchor.remote(held) is None
     assert anchor.rewrite(b"not sdp at all", "127.0.0.1", leg()) == b"not sdp at all"
     assert anchor.remote(b"") is None
+
+
+def test_a_host_name_as_media_address_is_never_resolved() -> None:
+    """RFC 4566 allows a name in c=; pbx does not look it up (that would block the reactor):
+    the stream has no address until the phone's first packet latches it."""
+    named = OFFER.replace(b"c=IN IP4 127.0.0.2", b"c=IN IP4 phone.invalid")
+    assert anchor.remote(named) is None
+    v6 = OFFER.replace(b"c=IN IP4 127.0.0.2", b"c=IN IP6 ::1")
+    assert anchor.remote(v6) == ("::1", 41000, 41001)

@@ -111,6 +111,42 @@ class FakeListening:
         pass
 
 
+class RefusingSocket:
+    """A bound socket whose every send fails, as with a full send buffer."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        self.tries += 1
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
+class PortWithSocket(FakeUdp):
+    """A listening port with its socket: the relay sends through the socket, not write()."""
+
+    def __init__(self, sock: object) -> None:
+        super().__init__()
+        self.socket = sock
+
+
+def test_packets_leave_through_the_socket_and_a_failed_send_drops_only_that_packet() -> None:
+    a, b, ta, tb = legs()
+    refusing = RefusingSocket()
+    port = PortWithSocket(refusing)
+    b.rtp.transport = port
+    a.rtp.datagramReceived(b"to-b", ("127.0.0.10", 4000))  # relayed to b
+    b.rtp.send(b"played-to-b")  # pbx's own packet to b
+    assert refusing.tries == 2 and port.written == []  # Port.write was not used
+    assert b.rtp.send_errors == 2 and a.rtp.forwarded == 0
+    b.rtp.datagramReceived(b"to-a", ("127.0.0.20", 6000))  # the other direction still works
+    assert ta.written == [(b"to-a", ("127.0.0.10", 4000))]
+    b.rtp.transport = None  # the port stopped listening
+    b.rtp.send(b"late")
+    a.rtp.datagramReceived(b"late", ("127.0.0.10", 4000))
+    assert refusing.tries == 2
+
+
 def test_port_pool_hands_out_even_odd_pairs_and_reuses_them_last() -> None:
     reactor = UdpReactor()
     pool = PortPool(reactor, 20001, 20009)
