@@ -206,7 +206,7 @@ def test_blind_transfer_with_refer_sub_false_is_accepted_without_any_notify(
     pbx: PbxServer, sipp_factory: Callable[..., Sipp], tmp_path: Path
 ) -> None:
     """RFC 4488: 202 with Refer-Sub: false and no NOTIFY (the scenario fails on one); the
-    transfer still happens."""
+    transfer still happens, and pbx hangs the transferor up once the target answered."""
     b = _sipp_callee(pbx, sipp_factory, tmp_path, B, "uas_answer_tolerant")
     c = _sipp_callee(
         pbx, sipp_factory, tmp_path, C, "call_uas_answer_bye", extra_args=["-d", "1500"]
@@ -229,6 +229,7 @@ def test_blind_transfer_with_refer_sub_false_is_accepted_without_any_notify(
     (accepted,) = select(received, "REFER", status=202)
     assert (accepted.get("Refer-Sub") or "").lower() == "false", accepted
     assert select(received, "NOTIFY") == []
+    assert len(select(received, "BYE")) == 1  # no NOTIFY to go by: pbx hung the transferor up
     assert c_result.ok, c_result.log_tail
     assert b_result.ok, b_result.log_tail
 
