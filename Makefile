@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the server needs at run time, and the real peers the tests drive.
 APT_RUN := python3 python3-venv python3-dev gcc libopus0 openssl ca-certificates asterisk-moh-opsound-wav asterisk-core-sounds-en-wav
-APT_TEST := sip-tester baresip linphone-cli sofia-sip-bin iproute2 util-linux tcpdump chromium chromium-driver
+APT_TEST := sip-tester kamailio baresip linphone-cli sofia-sip-bin iproute2 util-linux tcpdump chromium chromium-driver
 
 .PHONY: run test lint typecheck layers pytest system-deps test-deps clean
 
@@ -35,10 +35,14 @@ system-deps:
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; fi
 
+# Kamailio is a test peer (a provider's registrar, started by the tests on a free port): the
+# service its package starts on 5060 is stopped and disabled when this installs it.
 test-deps: system-deps
 	@missing=$$(for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; fi
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  case " $$(echo $$missing) " in *" kamailio "*) \
+	    $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || true;; esac; fi
 
 $(VENV)/.installed: pyproject.toml setup.py | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

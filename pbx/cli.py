@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pbx import __version__
 from pbx.config import ConfigError
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pickup group (1-32 letters, digits, - _ .), or 'none' to leave it",
     )
     _data_arg(user_set)
-    imp = user_sub.add_parser("import", help="add users from a CSV file (extension,password,name)")
+    imp = user_sub.add_parser(
+        "import", help="add users from a CSV file (extension,password,name,site,...,pickup_group)"
+    )
     imp.add_argument(
         "file", help="CSV file; '-' reads standard input; empty passwords are generated"
     )
@@ -134,10 +137,71 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--password", help="new password (default: PBX_ADMIN_PASSWORD or generated)")
     _data_arg(reset)
 
+    _trunk_parsers(sub)
+    route = sub.add_parser("route", help="outbound routes: dial patterns and their trunks")
+    route_sub = route.add_subparsers(dest="route_command", required=True)
+    route_add = route_sub.add_parser("add", help="add an outbound route")
+    route_add.add_argument("name")
+    route_add.add_argument(
+        "--pattern", required=True,
+        help="dial pattern: digits, X Z N, [1-5], a final . or !; or re:REGEX",
+    )  # fmt: skip
+    route_add.add_argument(
+        "--trunk", action="append", required=True, help="trunk to try (repeat: in order)"
+    )
+    route_add.add_argument("--priority", type=int, default=100, help="lower is tried first")
+    route_add.add_argument("--exit-digit", default="", help="the digit users dial to get out")
+    _data_arg(route_add)
+    _data_arg(route_sub.add_parser("list", help="list the outbound routes"))
+    route_del = route_sub.add_parser("del", help="delete a route")
+    route_del.add_argument("name")
+    _data_arg(route_del)
+    did = sub.add_parser("did", help="public numbers (DIDs) and where calls to them go")
+    did_sub = did.add_subparsers(dest="did_command", required=True)
+    did_add = did_sub.add_parser("add", help="route calls to a public number")
+    did_add.add_argument("number", help="E.164, e.g. +4930123456710")
+    did_add.add_argument("--to", required=True, help="the extension calls to it ring")
+    _data_arg(did_add)
+    _data_arg(did_sub.add_parser("list", help="list the DIDs"))
+    did_del = did_sub.add_parser("del", help="delete a DID")
+    did_del.add_argument("number")
+    _data_arg(did_del)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     _data_arg(db_sub.add_parser("migrate", help="apply pending schema migrations"))
     return parser
+
+
+def _trunk_parsers(sub: Any) -> None:
+    """The ``trunk`` sub-commands, added to ``pbx``'s parser."""
+    trunk = sub.add_parser("trunk", help="SIP trunks to providers")
+    trunk_sub = trunk.add_subparsers(dest="trunk_command", required=True)
+    add = trunk_sub.add_parser("add", help="add a trunk from a provider preset")
+    add.add_argument("name")
+    add.add_argument("--preset", required=True, help="provider preset (config/trunks/NAME.toml)")
+    add.add_argument("--username", default="")
+    add.add_argument("--password", default="")
+    add.add_argument("--domain", help="SIP domain / registrar (default: the preset's)")
+    add.add_argument("--proxy", help="outbound proxy HOST[:PORT] (default: the preset's)")
+    add.add_argument("--transport", choices=("udp", "tcp", "tls"))
+    add.add_argument("--expires", type=int, help="registration expiry in seconds")
+    add.add_argument("--no-register", action="store_true", help="IP-authenticated: no REGISTER")
+    add.add_argument(
+        "--allow-from", action="append", default=[], metavar="CIDR",
+        help="a network the provider's INVITEs come from (repeatable)",
+    )  # fmt: skip
+    _data_arg(add)
+    _data_arg(trunk_sub.add_parser("list", help="list trunks"))
+    show = trunk_sub.add_parser("show", help="show a trunk")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    _data_arg(show)
+    delete = trunk_sub.add_parser("del", help="delete a trunk")
+    delete.add_argument("name")
+    _data_arg(delete)
+    presets = trunk_sub.add_parser("presets", help="list the provider presets")
+    _data_arg(presets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pbx.serve import serve
 
             return serve(args)
+        if args.command in ("trunk", "did", "route"):
+            from pbx import trunkcommands
+
+            run = {"trunk": trunkcommands.run, "did": trunkcommands.run_did,
+                   "route": trunkcommands.run_route}[args.command]  # fmt: skip
+            return run(args)
         from pbx import commands
 
         return commands.run(args)

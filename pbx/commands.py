@@ -15,11 +15,12 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pbx import config as config_module
-from pbx import extensions, featurecodes
+from pbx import extensions, featurecodes, userscsv
 from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import (
     SecretBox,
@@ -28,8 +29,7 @@ from pbx.credentials import (
     hash_admin_password,
     make_credentials,
 )
-from pbx.csvsafe import unquote_cell
-from pbx.store import admins, audit, bans, cdr, registrations, users
+from pbx.store import admins, audit, bans, cdr, registrations, sites, users
 from pbx.store import credentials as store_credentials
 from pbx.store.db import Store
 from pbx.store.errors import AlreadyExists, NotFound
@@ -156,52 +156,66 @@ def user_add(args: argparse.Namespace) -> int:
 
 
 def user_import(args: argparse.Namespace) -> int:
-    """Add many users in one transaction; all or nothing, with a message naming the bad row."""
+    """Add many users in one transaction; all or nothing, with a message naming the bad row.
+
+    The CSV of pbx.userscsv (what the web's users export writes): extension, password, name,
+    site (name or id) and pickup group; an empty password is generated and printed.
+    """
     directory = data_dir(args)
     source = sys.stdin if args.file == "-" else open(args.file, newline="", encoding="utf-8")  # noqa: SIM115
     with source:
-        rows = [row for row in csv.reader(source) if row and not row[0].startswith("#")]
-    if rows and rows[0][0].strip().lower() == "extension":
-        rows = rows[1:]
+        try:
+            rows, columns = userscsv.import_columns(userscsv.read_rows(source))
+        except csv.Error as exc:
+            raise CommandError(f"{args.file}: not valid CSV ({exc})") from None
     codes = featurecodes.load(directory)
     store = open_store(directory, create=True)
     try:
+        all_sites = store.read(sites.list_sites)
         box = secret_box(directory)
         site_realm = realm(directory)
         now = time.time()
-        prepared = []
+        prepared: list[ImportedUser] = []
         generated = []
+        seen: set[str] = set()
         for number, row in enumerate(rows, start=1):
-            # unquote: what the web's users export wrote (pbx.csvsafe); passwords as typed
-            extension = unquote_cell(row[0].strip())
-            password = row[1].strip() if len(row) > 1 else ""
-            name = unquote_cell(row[2].strip()) if len(row) > 2 else ""
+            cells = userscsv.cells(row, columns)
             try:
-                check_extension(extension)
-                check_not_a_feature_code(codes, extension)
-                if password:
-                    check_password(password)
+                user = _imported_user(cells, codes, all_sites)
             except CommandError as exc:
                 raise CommandError(f"row {number}: {exc}") from exc
+            if user.extension in seen:
+                raise CommandError(f"row {number}: extension {user.extension} appears twice")
+            seen.add(user.extension)
+            password = cells["password"]
             if not password:
                 password = generate_sip_password()
-                generated.append((extension, password))
-            creds = make_credentials(box, extension, site_realm, password, now)
-            prepared.append((extension, name or extension, creds))
+                generated.append((user.extension, password))
+            user.credentials = make_credentials(box, user.extension, site_realm, password, now)
+            prepared.append(user)
 
         def add_all(db: Any) -> None:
-            for extension, name, creds in prepared:
+            for user in prepared:
                 try:
-                    users.add_user(db, extension, name, now=now)
+                    users.add_user(db, user.extension, user.name, now=now)
                 except AlreadyExists as exc:
-                    raise CommandError(f"extension {extension} already exists") from exc
-                store_credentials.set_credentials(db, creds)
+                    raise CommandError(f"extension {user.extension} already exists") from exc
+                if user.site_id is not None:
+                    users.set_user_site(db, user.extension, user.site_id)
+                if user.pickup_group is not None:
+                    users.set_pickup_group(db, user.extension, user.pickup_group)
+                store_credentials.set_credentials(db, user.credentials)
                 audit.record(
                     db,
                     actor=actor(),
                     action="user.add",
-                    target=extension,
-                    new={"extension": extension, "name": name},
+                    target=user.extension,
+                    new={
+                        "extension": user.extension,
+                        "name": user.name,
+                        "site_id": user.site_id,
+                        "pickup_group": user.pickup_group,
+                    },
                     at=now,
                 )
 
@@ -212,6 +226,35 @@ def user_import(args: argparse.Namespace) -> int:
     for extension, password in generated:
         print(f"{extension},{password}")
     return 0
+
+
+@dataclass
+class ImportedUser:
+    """One checked row of `pbx user import`."""
+
+    extension: str
+    name: str
+    site_id: int | None
+    pickup_group: str | None
+    credentials: Any = None
+
+
+def _imported_user(
+    cells: dict[str, str], codes: featurecodes.FeatureCodes, all_sites: list[sites.Site]
+) -> ImportedUser:
+    extension = cells["extension"]
+    check_extension(extension)
+    check_not_a_feature_code(codes, extension)
+    if cells["password"]:
+        check_password(cells["password"])
+    group = None
+    try:
+        site_id = userscsv.site_id(cells["site"], all_sites)
+        if cells["pickup_group"]:
+            group = extensions.check_pickup_group(cells["pickup_group"])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return ImportedUser(extension, cells["name"] or extension, site_id, group)
 
 
 def user_list(args: argparse.Namespace) -> int:
@@ -426,6 +469,7 @@ def status(args: argparse.Namespace) -> int:
             }
             for b in active
         ],
+        "trunks": live.get("trunks", []) if live else [],
     }
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -434,6 +478,16 @@ def status(args: argparse.Namespace) -> int:
     print("server:", f"running (pid {result['pid']})" if live else "not running")
     for item in result["listening"]:
         print(f"  listening {item['transport']} {item['address']}:{item['port']}")
+    for trunk in result["trunks"]:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(trunk.get("since") or 0))
+        detail = trunk.get("reason") or (
+            f"expires {trunk['expires']}s" if trunk.get("expires") else ""
+        )
+        server = trunk.get("reachable") or "-"
+        print(
+            f"  trunk {trunk['name']:<16} {trunk['state']:<16} server {server:<7} "
+            f"since {since}  {detail}"
+        )
     print(f"registrations: {len(result['registrations'])}")
     for reg in result["registrations"]:
         print(
@@ -448,6 +502,9 @@ def active_calls(args: argparse.Namespace) -> int:
     if live is None:
         raise CommandError("the server is not running")
     calls = live.get("calls", [])
+    now = time.time()
+    for call in calls:  # the status file keeps when each state began, not a duration
+        call["duration"] = round(max(0.0, now - call["since"]), 1)
     if args.json:
         json.dump(calls, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -46,6 +46,7 @@ class SipConfig:
     tls_certificate: str = ""
     tls_private_key: str = ""
     server_header: str = ""
+    trunk_options_interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,12 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsConfig:
+    # DNS servers pbx asks (IP[:port]); empty: the system's (/etc/resolv.conf)
+    servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -114,6 +121,7 @@ class Config:
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data_dir: Path = Path("data")
 
@@ -131,6 +139,7 @@ SECTIONS: dict[str, type] = {
     "registrar": RegistrarConfig,
     "guard": GuardConfig,
     "calls": CallsConfig,
+    "dns": DnsConfig,
     "log": LogConfig,
 }
 
@@ -213,6 +222,8 @@ def _validate(config: Config) -> None:
     for transport in config.sip.transports:
         if transport not in ("udp", "tcp", "tls"):
             raise ConfigError(f"sip.transports: unknown transport {transport!r}")
+    if config.sip.trunk_options_interval < 0:
+        raise ConfigError("sip.trunk_options_interval: 0 (off) or more seconds")
     for key in ("t1", "t2", "t4"):
         if getattr(config.sip, key) <= 0:
             raise ConfigError(f"sip.{key}: must be positive")
@@ -249,8 +260,32 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"calls.{key}: must be positive")
     if not 1 <= config.calls.min_se <= config.calls.session_expires:
         raise ConfigError("calls.min_se: need 1 <= min_se <= session_expires")
+    for server in config.dns.servers:
+        if dns_server(server) is None:
+            raise ConfigError(f"dns.servers: {server!r} is not an IP address with an optional port")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level: unknown level {config.log.level!r}")
+
+
+def dns_server(text: str) -> tuple[str, int] | None:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` as (address, port); None when it is not one."""
+    host, port = text.strip(), 53
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                return None
+            port = int(rest[1:])
+    elif host.count(":") == 1:
+        host, _, number = host.partition(":")
+        if not number.isdigit():
+            return None
+        port = int(number)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return (host, port) if 0 < port < 65536 else None
 
 
 def parse_port_range(text: str) -> tuple[int, int]:

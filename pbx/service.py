@@ -23,10 +23,12 @@ from pbx.calls.contacts import static_binding
 from pbx.calls.control import IN_DIALOG_METHODS, CallControl
 from pbx.calls.directory import Callee
 from pbx.calls.numberplan import Kind, NumberPlan
+from pbx.calls.outbound import OutboundRouter
 from pbx.calls.sipleg import SipSettings
 from pbx.calls.switch import Switch
+from pbx.calls.trunkcalls import TrunkCalls
 from pbx.certs import ensure_tls_files, tls_options
-from pbx.config import Config
+from pbx.config import Config, dns_server
 from pbx.credentials import SecretBox, make_credentials
 from pbx.features.apicommands import CallCommands
 from pbx.features.echo import EchoTest
@@ -34,7 +36,7 @@ from pbx.features.originate import Originate
 from pbx.features.park import ParkingLot
 from pbx.features.pickup import Pickup
 from pbx.features.transfer import Transfers
-from pbx.health import GcPauseMonitor, LoopLagMonitor, StatusFile
+from pbx.health import CachedPart, GcPauseMonitor, LoopLagMonitor, StatusFile
 from pbx.media.moh import MusicLibrary
 from pbx.media.prompts import Prompts
 from pbx.media.relay import PortPool
@@ -42,6 +44,7 @@ from pbx.media.transcode import shared_clock
 from pbx.sip.access import Access
 from pbx.sip.auth import DigestAuthenticator, DigestConfig
 from pbx.sip.client import ClientTransactions
+from pbx.sip.dns import SipLocator, make_resolver
 from pbx.sip.guard import Ban as GuardBan
 from pbx.sip.guard import Guard, GuardConfig
 from pbx.sip.message import Limits
@@ -53,16 +56,21 @@ from pbx.sip.transport import Transports
 from pbx.store import bans as store_bans
 from pbx.store import cdr, registrations, sites, users
 from pbx.store import credentials as store_credentials
+from pbx.store import dids as store_dids
+from pbx.store import routes as store_routes
+from pbx.store import trunks as store_trunks
 from pbx.store.db import Store
 from pbx.store.deferred import as_deferred
 from pbx.store.errors import NotFound
 from pbx.store.settings import all_settings
+from pbx.trunks.registrations import TrunkRegistrations
 from pbx.webhost import WebHost
 
 log = logging.getLogger(__name__)
 
 BAN_SYNC_INTERVAL = 2.0
 PURGE_INTERVAL = 60.0
+TRUNK_SYNC_INTERVAL = 5.0
 CREDENTIALS_TTL = 2.0
 CREDENTIALS_CACHE_SIZE = 10_000
 # settings table key -> CallControl attribute (numbers, seconds)
@@ -117,6 +125,14 @@ class PbxServer:
             reactor, self.transports, self.stack.options.timers, self.transports.local_address
         )
         self.stack.client = self.client
+        self.trunks = TrunkRegistrations(
+            reactor,
+            self.client,
+            lambda token: SecretBox(config.data_dir / "secret.key").decrypt(token),
+            user_agent=sip.server_header or f"pbx/{__version__}",
+            locator=lambda: SipLocator(make_resolver(self._dns_servers())),
+            ping_interval=sip.trunk_options_interval,
+        )
         self.access = Access(
             self.authenticator, self.guard, self._lookup_credentials, self._persist_ban
         )
@@ -171,8 +187,14 @@ class PbxServer:
         self.stack.on_ack = self.control.on_ack
         self.loop_lag = LoopLagMonitor(reactor)
         self.gc_pauses = GcPauseMonitor()
+        active_calls = CachedPart(
+            "calls",
+            lambda: self.control.snapshot(durations=False),
+            version=lambda: self.control.feed.last_seq,
+            clock=reactor.seconds,
+        )
         self.status_file = StatusFile(
-            reactor, config.data_dir / "run" / "status.json", self.snapshot
+            reactor, config.data_dir / "run" / "status.json", self.snapshot, (active_calls,)
         )
         self.web = WebHost(
             reactor,
@@ -185,6 +207,7 @@ class PbxServer:
             on_settings_changed=self.apply_live_settings,
             feature_codes=self.feature_codes.describe,
             on_music_changed=lambda site_id: self.music.reload(f"site-{site_id}"),
+            trunks=self.trunks.snapshot,
             call_commands=CallCommands(self.control),
         )
 
@@ -204,9 +227,27 @@ class PbxServer:
                 Kind.DIRECTED_PICKUP: pickup,
             }
         )
-        # an INVITE with Replaces goes to pickup first; the switch routes all others
+        # a trunk's INVITE goes to its DID; one with Replaces to pickup; the switch routes the rest
+        trunk_calls = TrunkCalls(self.switch, self.trunks, self._did_target)
+        self.methods.trusted = lambda incoming: self.trunks.trunk_for_source(
+            incoming.source.remote.host
+        )
+        self.methods.add("INVITE", trunk_calls.on_invite)
+        self.switch.outbound = OutboundRouter(
+            self.switch,
+            self.trunks,
+            lambda: as_deferred(self.store.read_async(store_routes.list_routes), self.reactor),
+            lambda ext: as_deferred(self.store.read_async(store_dids.dids_of, ext), self.reactor),
+        )
         self.methods.add("INVITE", pickup.on_invite)
         self.methods.add("INVITE", self.switch.on_invite)
+
+    def _did_target(self, number: str) -> defer.Deferred[str | None]:
+        def target(db: Any) -> str | None:
+            did = store_dids.get_did(db, number)
+            return None if did is None else did.target
+
+        return as_deferred(self.store.read_async(target), self.reactor)
 
     def _music_for(self, leg: Any) -> Any:
         """The hold-music stream a leg hears: its site's (uploads), else the default."""
@@ -252,6 +293,8 @@ class PbxServer:
         self.gc_pauses.start()
         self._every(BAN_SYNC_INTERVAL, self._sync_bans)
         self._every(PURGE_INTERVAL, self._purge)
+        self.trunks.sync(self.store.read(store_trunks.list_trunks))
+        self._every(TRUNK_SYNC_INTERVAL, self._sync_trunks)
         self.status_file.start()
         self.apply_live_settings()
         self.web.start(files)
@@ -273,6 +316,10 @@ class PbxServer:
             self.store.write(store_credentials.set_credentials, fresh)
         log.info("realm is now %r: recomputed digest hashes of %d user(s)", realm, len(stale))
 
+    def _dns_servers(self) -> list[tuple[str, int]]:
+        servers = [dns_server(text) for text in self.config.dns.servers]
+        return [s for s in servers if s is not None]  # checked when the config was loaded
+
     def _every(self, interval: float, fn: Any) -> None:
         loop = task.LoopingCall(fn)
         loop.clock = self.reactor
@@ -280,7 +327,14 @@ class PbxServer:
         self._loops.append(loop)
 
     @defer.inlineCallbacks
+    def _sync_trunks(self) -> Any:
+        """Trunks added, changed or deleted by ``pbx trunk`` or the web take effect here."""
+        stored = yield as_deferred(self.store.read_async(store_trunks.list_trunks), self.reactor)
+        self.trunks.sync(stored)
+
+    @defer.inlineCallbacks
     def stop(self) -> Any:
+        self.trunks.stop()
         self.control.stop()
         for loop in self._loops:
             if loop.running:
@@ -415,10 +469,10 @@ class PbxServer:
             "connections": self.transports.connection_count(),
             "messages": dict(self.stack.stats),
             "bans": len(self.guard.active_bans()),
-            "calls": self.control.snapshot(),
             "media_ports_free": self.ports.available,
             "loop_lag": self.loop_lag.snapshot(),
             "gc": self.gc_pauses.snapshot(),
+            "trunks": self.trunks.snapshot(),
         }
 
 
@@ -448,9 +502,10 @@ def callee_of(db: Any, extension: str, now: float) -> Callee:
     group = user.pickup_group
     site = sites.get_site(db, user.site_id) if user.site_id is not None else None
     country = site.country_code if site is not None else ""
+    area = site.area_code if site is not None else ""
     if not user.enabled:
         return Callee(
-            True, [], user.call_waiting, user.display_name, user.site_id, group, country
+            True, [], user.call_waiting, user.display_name, user.site_id, group, country, area
         )
     bindings = registrations.list_bindings(db, now=now, extension=extension)
     if user.static_contact:
@@ -458,7 +513,7 @@ def callee_of(db: Any, extension: str, now: float) -> Callee:
         if static is not None and all(b.contact != static.contact for b in bindings):
             bindings.insert(0, static)
     return Callee(
-        True, bindings, user.call_waiting, user.display_name, user.site_id, group, country
+        True, bindings, user.call_waiting, user.display_name, user.site_id, group, country, area
     )
 
 

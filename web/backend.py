@@ -42,6 +42,10 @@ class Live(Protocol):
 
     # uptime_s, cpu_percent, memory_rss, loop_lag_p99_ms, disk_free, db_size
 
+    def trunks(self) -> list[dict]: ...
+
+    # trunk registrations: name, state, since, reason, expires, retry_in
+
     def settings_changed(self) -> None: ...  # tell the running server to re-read live settings
 
     def feature_codes(self) -> list[dict]: ...

@@ -151,6 +151,7 @@ class CallControl:
         sip_call_id: str = "",
         site_id: int | None = None,
         call_id: str | None = None,
+        direction: str = "internal",
     ) -> Conversation:
         conversation = Conversation(
             id=call_id or new_id("c"),
@@ -159,6 +160,7 @@ class CallControl:
             dialled=dialled,
             started_at=self.reactor.seconds(),
             site_id=site_id,
+            direction=direction,
         )
         self.calls[conversation.id] = conversation
         self.feed.publish(
@@ -168,6 +170,7 @@ class CallControl:
                 caller_name=caller.name,
                 dialled=dialled,
                 sip_call_id=conversation.sip_call_id,
+                direction=direction,
             )
         )
         return conversation
@@ -278,21 +281,26 @@ class CallControl:
         *,
         secure: bool,
         headers: tuple[tuple[str, str], ...] = (),
+        authenticator: Any = None,
+        domain: str | None = None,
     ) -> OutboundLeg:
-        """A leg calling ``contact`` with pbx's ``template`` offer (not started yet)."""
+        """A leg calling ``contact`` with pbx's ``template`` offer (not started yet).
+        ``authenticator`` answers the callee's 401/407 (a trunk's digest client); ``domain``
+        is the host of From and To (a trunk's provider domain; default: pbx's address)."""
         target = Address(contact.transport, contact.source_host, contact.source_port)
         host = self._media_host(target)
         media = self._open_media(f"{conversation.id}/out", contact.source_host)
         try:
             sdp = SdpSession(media, host, secure)
             offer = sdp.offer(template)
-            identity = NameAddr(parse_uri(f"sip:{caller.number}@{host}"), caller.name or None)
+            shown = domain or host
+            identity = NameAddr(parse_uri(f"sip:{caller.number}@{shown}"), caller.name or None)
             h = Headers()
             for path in contact.path:
                 h.add("Route", path)
             h.add("Max-Forwards", "70")
             h.add("From", str(identity.with_param("tag", new_tag())))
-            h.add("To", str(NameAddr(parse_uri(f"sip:{callee.number}@{host}"))))
+            h.add("To", str(NameAddr(parse_uri(f"sip:{callee.number}@{shown}"))))
             h.add("Call-ID", new_call_id())
             h.add("CSeq", "1 INVITE")
             h.add("Contact", self.client.contact(target))
@@ -312,6 +320,7 @@ class CallControl:
         leg = OutboundLeg(
             new_id("l"), callee, request, target, self.client, sdp, self.reactor, self.settings
         )
+        leg.authenticator = authenticator
         leg.on_dialog = self._dialog_made
         self._register(leg, conversation)
         return leg
@@ -377,9 +386,7 @@ class CallControl:
                 self.max_duration, self._too_long, conversation
             )
         origin = conversation.legs[0] if conversation.legs else leg
-        return self.records.commit_answer(
-            conversation.id, leg.id, now, (origin.codec, leg.codec)
-        )
+        return self.records.commit_answer(conversation.id, leg.id, now, (origin.codec, leg.codec))
 
     def hang_up(self, leg_id: str, cause: str = "normal") -> None:
         self.leg(leg_id).hang_up(cause)
@@ -389,7 +396,9 @@ class CallControl:
         conversation = self.call(call_id)
         self.end_call(conversation, "answered" if conversation.answered_at else "cancelled", cause)
 
-    def end_call(self, conversation: Conversation, disposition: str, cause: str, side: str = "pbx") -> None:
+    def end_call(
+        self, conversation: Conversation, disposition: str, cause: str, side: str = "pbx"
+    ) -> None:
         self._ending.setdefault(conversation.id, (disposition, cause, side))
         with self.feed.batch():
             for leg in list(conversation.live_legs):
@@ -643,7 +652,8 @@ class CallControl:
         with self.feed.batch():
             self.feed.publish(
                 ev.LegRinging(
-                    call=conversation.id if conversation else "", leg=leg.id,
+                    call=conversation.id if conversation else "",
+                    leg=leg.id,
                     early_media=early_media,
                 )
             )
@@ -776,7 +786,9 @@ class CallControl:
             cause,
         )
 
-    def set_outcome(self, conversation: Conversation, disposition: str, cause: str, side: str) -> None:
+    def set_outcome(
+        self, conversation: Conversation, disposition: str, cause: str, side: str
+    ) -> None:
         """How the call ends when its last leg goes (set before ending it, first one wins)."""
         self._ending.setdefault(conversation.id, (disposition, cause, side))
 
@@ -785,7 +797,11 @@ class CallControl:
         with self.feed.batch():
             held = leg.holding or leg.held
             kind = ev.LegHeld if held else ev.LegRetrieved
-            by = "pbx" if leg.held or (not held and not leg.holding and leg.direction == "local") else "phone"
+            by = (
+                "pbx"
+                if leg.held or (not held and not leg.holding and leg.direction == "local")
+                else "phone"
+            )
             self.feed.publish(kind(call=conversation.id if conversation else "", leg=leg.id, by=by))
             self._rewire(leg.bridge, [leg])
 
@@ -877,7 +893,11 @@ class CallControl:
         for candidate in self.legs.values():
             if isinstance(candidate, OutboundLeg) and not candidate.up:
                 request = candidate.request
-                if request.call_id == call_id and request.from_.tag == local_tag:
+                if (
+                    request is not None
+                    and request.call_id == call_id
+                    and request.from_.tag == local_tag
+                ):
                     return candidate
         return None
 
@@ -929,12 +949,16 @@ class CallControl:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Active calls for ``pbx calls``, the dashboard and the API."""
+    def snapshot(self, durations: bool = True) -> list[dict[str, Any]]:
+        """Active calls for ``pbx calls``, the dashboard and the API. ``since`` is when the
+        call's state (ringing, answered) began, in reactor seconds; ``duration`` the seconds
+        since then, left out with ``durations=False`` (for the status file, which rebuilds the
+        list only when the event feed moved: its readers count from ``since``)."""
         now = self.reactor.seconds()
         out = []
         for conversation in self.calls.values():
             legs = conversation.live_legs
+            since = conversation.answered_at or conversation.started_at
             out.append(
                 {
                     "id": conversation.id,
@@ -942,7 +966,7 @@ class CallControl:
                     "caller": conversation.caller.number,
                     "dialled": conversation.dialled,
                     "state": "answered" if conversation.answered_at else "ringing",
-                    "duration": round(now - (conversation.answered_at or conversation.started_at), 1),
+                    "since": since,
                     "codecs": sorted({leg.codec for leg in legs if leg.codec}),
                     "legs": [
                         {
@@ -959,6 +983,8 @@ class CallControl:
                     ],
                 }
             )
+            if durations:
+                out[-1]["duration"] = round(now - since, 1)
         return out
 
 

@@ -80,6 +80,8 @@ class Dial:
         headers: tuple[tuple[str, str], ...] = (),
         on_ringing: Callable[[Dial, OutboundLeg, bool], None] | None = None,
         commit: bool = True,
+        authenticator: Any = None,
+        domain: str | None = None,
     ) -> None:
         self.control = control
         self.conversation = conversation
@@ -90,6 +92,8 @@ class Dial:
         self.prefer = prefer
         self.timeout = timeout
         self.headers = headers
+        self.authenticator = authenticator  # a trunk's digest client (answers 401/407)
+        self.domain = domain  # a trunk's provider domain for From and To
         self.on_ringing = on_ringing
         self.commit = commit  # False: this answer does not answer the call (click-to-call)
         self.state = DialState.RINGING
@@ -120,7 +124,8 @@ class Dial:
         try:
             leg = self.control.outbound_leg(
                 self.conversation, contact, self.callee, self.caller, self._template,
-                secure=secure, headers=self.headers,
+                secure=secure, headers=self.headers, authenticator=self.authenticator,
+                domain=self.domain,
             )
         except Exception as exc:  # no media ports, a contact pbx cannot reach
             log.warning("[%s] %s not called: %s", self.conversation.sip_call_id, contact.contact, exc)

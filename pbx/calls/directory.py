@@ -27,6 +27,7 @@ class Callee:
     site_id: int | None = None
     pickup_group: str | None = None
     country: str = ""  # the E.164 calling code of its site ("49"): call-progress tones
+    area_code: str = ""  # its site's area code ("30"): local numbers it dials
 
 
 class Directory(Protocol):

@@ -24,11 +24,10 @@ pbx.store.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -61,6 +60,7 @@ class CallStarted(Event):
     caller_name: str = ""
     dialled: str = ""
     sip_call_id: str = ""
+    direction: str = "internal"  # or "inbound": the caller is outside (a trunk's call)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +208,21 @@ class PickedUp(Event):
 Subscriber = Callable[[Event], None]
 
 
+class _Batch:
+    """``with feed.batch():`` (reentrant: only the outermost exit delivers)."""
+
+    __slots__ = ("_feed",)
+
+    def __init__(self, feed: EventFeed) -> None:
+        self._feed = feed
+
+    def __enter__(self) -> None:
+        self._feed._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._feed._exit()
+
+
 class EventFeed:
     """Publishes events to subscribers in order, after the change is complete."""
 
@@ -218,6 +233,7 @@ class EventFeed:
         self._queue: deque[Event] = deque()
         self._depth = 0
         self._delivering = False
+        self._batch = _Batch(self)
         self.replay: deque[Event] = deque(maxlen=replay)
 
     @property
@@ -234,16 +250,18 @@ class EventFeed:
 
         return unsubscribe
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Queue what is published inside; deliver when the outermost batch ends."""
+    def batch(self) -> _Batch:
+        """Queue what is published inside; deliver when the outermost batch ends (a plain
+        context object: every call operation opens one, a generator-based one cost more)."""
+        return self._batch
+
+    def _enter(self) -> None:
         self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self._flush()
+
+    def _exit(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._flush()
 
     def publish(self, event: Event) -> Event:
         """Stamp ``event`` (a new, unpublished one) with the next seq and the time, queue it,

@@ -264,6 +264,7 @@ class Conversation:
     site_id: int | None = None
     callee: str = ""  # the extension it was for (the record names it even when unanswered)
     country: str = ""  # the calling code of its site: which ringback and busy tones
+    direction: str = "internal"  # "inbound": from a trunk, the caller is not a user
 
     def add(self, leg: Leg) -> Leg:
         leg.conversation = self

@@ -59,6 +59,7 @@ class _Call:
     caller_name: str
     dialled: str
     started_at: float
+    direction: str = "internal"
     parties: dict[str, _Party] = field(default_factory=dict)
     origin: str = ""  # the first leg
     answered_at: float | None = None
@@ -79,7 +80,6 @@ class CallRecords:
     def __init__(self, write: Writer) -> None:
         self._write = write
         self._calls: dict[str, _Call] = {}
-        self.written: list[dict[str, Any]] = []  # what was sent to the store (for tests)
 
     def __call__(self, event: ev.Event) -> None:
         handler = _HANDLERS.get(type(event))
@@ -92,11 +92,18 @@ class CallRecords:
                 event.caller_name,
                 event.dialled,
                 event.at,
+                event.direction,
             )
             return
         if call is None or handler is None:
             return
         handler(self, call, event)
+
+    def set_direction(self, call_id: str, direction: str) -> None:
+        """The call turned out to go ``direction`` (e.g. out through a trunk)."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.direction = direction
 
     # -- the answered row -----------------------------------------------------------------
 
@@ -165,7 +172,8 @@ class CallRecords:
             caller=call.caller,
             dialled=call.dialled,
             caller_name=call.caller_name,
-            caller_user=call.caller or None,
+            caller_user=(call.caller or None) if call.direction == "internal" else None,
+            direction=call.direction,
             started_at=call.started_at,
             callee=call.callee,
             callee_user=call.callee or None,
@@ -181,7 +189,6 @@ class CallRecords:
         self._calls.pop(call.id, None)
         if call.record_id is not None:
             d = self._write("close", call.record_id, history=history, **final)
-            self.written.append({"kind": "close", "id": call.record_id, **final})
         else:
             record = self._record(
                 call,
@@ -192,7 +199,6 @@ class CallRecords:
                 hangup_cause=final["hangup_cause"],
             )
             d = self._write("add", record, history=history)
-            self.written.append({"kind": "add", **final})
         d.addErrback(
             lambda f: log.error("[%s] record not completed: %s", call.sip_call_id, f.getErrorMessage())
         )

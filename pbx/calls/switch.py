@@ -51,18 +51,31 @@ class Switch:
         self.directory = directory
         self.plan = plan
         self.features: dict[Kind, Feature] = {}
+        # numbers that are no extension: pbx.calls.outbound.OutboundRouter (None: 404)
+        self.outbound: Any = None
 
     # -- entry --------------------------------------------------------------------------------
 
     def on_invite(self, incoming: IncomingRequest, username: str) -> None:
+        """A phone's new INVITE (``username`` authenticated): what it dialled is the
+        Request-URI's user."""
+        request = incoming.request
+        uri = request.uri
+        dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
+        self.start(incoming, Party(username, request.from_.display_name or ""), dialled)
+
+    def start(
+        self, incoming: IncomingRequest, caller: Party, dialled: str, direction: str = "internal"
+    ) -> None:
+        """Route a new INVITE from ``caller`` to ``dialled`` (a phone's, or a trunk's with
+        the number its DID maps to: ``direction`` "inbound")."""
         request = incoming.request
         if request.to.tag:
             incoming.respond(481)  # an in-dialog INVITE we do not know (a dead call)
             return
-        uri = request.uri
-        dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
-        caller = Party(username, request.from_.display_name or "")
-        conversation = self.control.new_call(caller, dialled, request.call_id)
+        conversation = self.control.new_call(
+            caller, dialled, request.call_id, direction=direction
+        )
         try:
             negotiate_uas(
                 read_offer(request.headers),
@@ -142,6 +155,10 @@ class Switch:
         if conversation.id not in self.control.calls:
             return
         if not found.exists:
+            if self.outbound is not None and conversation.direction == "internal":
+                d = self.outbound.route(conversation, incoming, dialled)
+                d.addErrback(self._failed, conversation, incoming)
+                return
             self.refuse(conversation, incoming, 404, "No Such Number")
             return
         conversation.callee = dialled

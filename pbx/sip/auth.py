@@ -143,7 +143,7 @@ def _skip_lws(value: str, pos: int) -> int:
     return pos if m is None else m.end()
 
 
-def _split_auth_value(value: str) -> tuple[str, dict[str, str]]:
+def split_auth_value(value: str) -> tuple[str, dict[str, str]]:
     """Split ``scheme param=value, param="quoted"`` into the scheme and lower-cased params.
 
     Empty list elements are tolerated (RFC 7230 §7); duplicates and junk raise
@@ -241,7 +241,7 @@ def parse_authorization(value: str) -> DigestResponse:
 
     Raises RemoteProtocolError (400) on bad syntax, a non-Digest scheme or missing parameters.
     """
-    scheme, p = _split_auth_value(value)
+    scheme, p = split_auth_value(value)
     if scheme.lower() != "digest":
         raise RemoteProtocolError(f"unsupported auth scheme {scheme!r}")
     missing = [name for name in _REQUIRED if name not in p]
@@ -268,7 +268,8 @@ def parse_authorization(value: str) -> DigestResponse:
     )
 
 
-def _quote(text: str) -> str:
+def quote_auth_value(text: str) -> str:
+    """``text`` as a quoted-string (RFC 3261 §25.1), backslash and double quote escaped."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -338,9 +339,9 @@ class DigestAuthenticator:
         values = []
         for algorithm in self.config.algorithms:
             parts = [
-                f"realm={_quote(self.config.realm)}",
-                f"nonce={_quote(nonce)}",
-                f"opaque={_quote(self._opaque)}",
+                f"realm={quote_auth_value(self.config.realm)}",
+                f"nonce={quote_auth_value(nonce)}",
+                f"opaque={quote_auth_value(self._opaque)}",
                 f"algorithm={algorithm}",
                 'qop="auth"',
             ]

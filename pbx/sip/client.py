@@ -29,9 +29,10 @@ ResponseCallback = Callable[[Response], None]
 
 @dataclass(slots=True)
 class OutgoingRequest:
-    """A request in flight and what to do with its responses."""
+    """A request in flight and what to do with its responses. ``request`` is None once an
+    INVITE was accepted (a 2xx): the transaction then only hands 2xx retransmissions on."""
 
-    request: Request
+    request: Request | None
     target: Address
     on_response: ResponseCallback
     machine: Any = None
@@ -41,10 +42,31 @@ class OutgoingRequest:
     final_seen: bool = False
     cancel_pending: bool = False
     cancel_reason: str | None = None
+    call_id: str = ""
 
-    @property
-    def call_id(self) -> str:
-        return self.request.call_id
+    def __post_init__(self) -> None:
+        if self.request is not None:
+            self.call_id = self.request.call_id
+
+
+class _AcceptedInviteClient:
+    """The Accepted state of an INVITE client transaction (RFC 6026 §8.4), without the INVITE:
+    2xx retransmissions go to the transaction user (which ACKs each), anything else is
+    absorbed, timer M ends it. The machine kept the INVITE for those 32 s for nothing."""
+
+    __slots__ = ()
+
+    def receive_response(self, response: Response) -> list[Any]:
+        return [tx.Deliver(response)] if 200 <= response.status < 300 else []
+
+    def transport_failed(self) -> list[Any]:
+        return []
+
+    def fire(self, name: str) -> list[Any]:
+        return [tx.Terminated()] if name == "M" else []
+
+
+_ACCEPTED_INVITE_CLIENT = _AcceptedInviteClient()
 
 
 class ClientTransactions:
@@ -98,7 +120,7 @@ class ClientTransactions:
         """CANCEL a pending INVITE (§9.1); deferred until a provisional response arrived.
         ``reason`` becomes an RFC 3326 Reason header (e.g. 'SIP;cause=200;text="Call
         completed elsewhere"', which phones show as answered elsewhere, not as missed)."""
-        if outgoing.request.method != "INVITE" or outgoing.final_seen:
+        if outgoing.request is None or outgoing.request.method != "INVITE" or outgoing.final_seen:
             return
         if reason is not None:
             outgoing.cancel_reason = reason
@@ -159,6 +181,10 @@ class ClientTransactions:
                 return True
             return False
         self._run(outgoing, outgoing.machine.receive_response(response))
+        machine = outgoing.machine
+        if isinstance(machine, tx.InviteClient) and machine.state is tx.State.ACCEPTED:
+            outgoing.machine = _ACCEPTED_INVITE_CLIENT
+            outgoing.request = None
         return True
 
     # -- machinery -----------------------------------------------------------------------------
@@ -188,9 +214,9 @@ class ClientTransactions:
                 self._cancel_timer(outgoing, effect.name)
             elif isinstance(effect, tx.Deliver):
                 self._deliver(outgoing, effect.message)
-            elif isinstance(effect, tx.Timeout):
+            elif isinstance(effect, tx.Timeout) and outgoing.request is not None:
                 self._deliver(outgoing, make_response(outgoing.request, 408, "Request Timeout"))
-            elif isinstance(effect, tx.TransportError):
+            elif isinstance(effect, tx.TransportError) and outgoing.request is not None:
                 self._deliver(outgoing, make_response(outgoing.request, 503, "Transport Error"))
             elif isinstance(effect, tx.Terminated):
                 self._forget(outgoing)

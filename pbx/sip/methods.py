@@ -2,7 +2,9 @@
 
 REGISTER goes to the registrar; OPTIONS is answered with what pbx supports (RFC 3261 §11: a
 capability query or keep-alive needs no authentication); every other new request is
-authenticated (407) first and then offered to the handlers registered for its method, in the
+authenticated (407) first (except an INVITE from a trunk's provider, recognised by its source
+address through :attr:`Methods.trusted`: it goes to the handlers as ``TRUNK_CALLER + name``)
+and then offered to the handlers registered for its method, in the
 order they were added (:meth:`Methods.add`): a handler that returns False declines and the next
 one is tried (e.g. an INVITE with Replaces is taken by the pickup feature before the switch
 routes it as a new call). In-dialog requests (RFC 3261 §12.2.2: they carry a To tag) are not
@@ -32,6 +34,8 @@ Route = Callable[[IncomingRequest, str], bool | None]
 InDialog = Callable[[IncomingRequest], bool]
 
 ALWAYS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")  # the stack and the registrar do these
+#: the "username" handlers get for an INVITE from a trunk's provider: TRUNK_CALLER + trunk name
+TRUNK_CALLER = "trunk:"
 
 
 class Methods:
@@ -48,12 +52,16 @@ class Methods:
         self._routes: dict[str, list[Route]] = {}
         self._in_dialog: list[tuple[InDialog, frozenset[str]]] = []
         self._extra = tuple(m for m in allowed if m not in ALWAYS)  # for tests of the stack
+        self._allowed: tuple[str, ...] | None = None  # derived on first use after a change
+        # incoming -> the trunk whose provider sent it (by source address), else None
+        self.trusted: Callable[[IncomingRequest], str | None] | None = None
 
     # -- wiring ------------------------------------------------------------------------------
 
     def add(self, method: str, route: Route) -> None:
         """Offer authenticated new requests of ``method`` to ``route`` (after earlier ones)."""
         self._routes.setdefault(method.upper(), []).append(route)
+        self._allowed = None
 
     def register(self, method: str, route: Callable[[IncomingRequest, str], None]) -> None:
         """``add`` for a handler that always takes the request."""
@@ -62,10 +70,14 @@ class Methods:
     def add_in_dialog(self, hook: InDialog, methods: Iterable[str]) -> None:
         """In-dialog requests go to ``hook``, which handles the ``methods`` it names."""
         self._in_dialog.append((hook, frozenset(m.upper() for m in methods)))
+        self._allowed = None
 
     @property
     def allowed(self) -> tuple[str, ...]:
-        """Every method pbx handles, in a stable order."""
+        """Every method pbx handles, in a stable order (the stack asks for it on every
+        response that carries Allow, so it is derived once per change of the handlers)."""
+        if self._allowed is not None:
+            return self._allowed
         methods = list(ALWAYS)
         for name in [*self._routes, *(m for _, ms in self._in_dialog for m in sorted(ms))]:
             if name not in methods:
@@ -73,7 +85,8 @@ class Methods:
         for name in self._extra:
             if name not in methods and not self._routes and not self._in_dialog:
                 methods.append(name)
-        return tuple(methods)
+        self._allowed = tuple(methods)
+        return self._allowed
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -89,10 +102,15 @@ class Methods:
             self._register(incoming)
         elif method == "OPTIONS":
             self._options(incoming)
+        elif method == "INVITE" and (trunk := self._trunk_of(incoming)) is not None:
+            self._authenticated_request(TRUNK_CALLER + trunk, incoming)  # no challenge
         else:
             d = self._access.authenticate(incoming)
             d.addCallback(self._authenticated_request, incoming)
             d.addErrback(self._failed, incoming)
+
+    def _trunk_of(self, incoming: IncomingRequest) -> str | None:
+        return None if self.trusted is None else self.trusted(incoming)
 
     def _options(self, incoming: IncomingRequest) -> None:
         incoming.respond(

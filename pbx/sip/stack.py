@@ -128,6 +128,7 @@ class _ServerEntry:
     source: Source
     incoming: IncomingRequest | None = None
     timers: dict[str, Any] = field(default_factory=dict)
+    to_tag: str | None = None  # the final response's, once the machine is compacted
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,36 @@ class _CompletedNonInvite:
 
     def fire(self, name: str) -> list[Any]:
         return [tx.Terminated()] if name == "J" else []
+
+
+class _AcceptedInvite:
+    """The Accepted state of an INVITE server transaction (RFC 6026 §8.7), without the INVITE.
+
+    In Accepted the transaction absorbs INVITE retransmissions, passes ACKs on, sends the 2xx
+    responses its transaction user retransmits (§13.3.1.4) and ends at timer L (64*T1). None
+    of that needs the request or the response: keeping the machine held a parsed INVITE and
+    its 2xx for 32 s after every answered call (the largest part of a new call's memory).
+    """
+
+    __slots__ = ()
+
+    def receive_request(self, request: Request) -> list[Any]:
+        return []
+
+    def receive_ack(self, request: Request) -> list[Any]:
+        return [tx.Deliver(request)]
+
+    def send_response(self, response: Response) -> list[Any]:
+        if 200 <= response.status < 300:
+            return [tx.Send(response)]
+        log.warning("INVITE already accepted: %d from the TU discarded", response.status)
+        return []
+
+    def fire(self, name: str) -> list[Any]:
+        return [tx.Terminated()] if name == "L" else []
+
+
+_ACCEPTED_INVITE = _AcceptedInvite()
 
 
 class Stack:
@@ -319,7 +350,7 @@ class Stack:
         invite_key = tx.server_key(_as_invite(request))
         entry = self._servers.get(invite_key)
         pending = entry.incoming if entry is not None else None
-        to_tag = pending.to_tag if pending is not None else None
+        to_tag = pending.to_tag if pending is not None else entry.to_tag if entry else None
         resp = make_response(request, 481 if entry is None else 200, to_tag=to_tag)
         self._send_stateless(resp, source)
         if pending is not None and not pending.final_sent:
@@ -404,6 +435,11 @@ class Stack:
             and machine.state is tx.State.COMPLETED
         ):
             entry.machine = _CompletedNonInvite(*wire)
+            entry.incoming = None
+        elif isinstance(machine, tx.InviteServer) and machine.state is tx.State.ACCEPTED:
+            entry.machine = _ACCEPTED_INVITE
+            if entry.incoming is not None:
+                entry.to_tag = entry.incoming.to_tag
             entry.incoming = None
 
     def _fire(self, key: tuple[Any, ...], name: str) -> None:

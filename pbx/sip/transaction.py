@@ -374,7 +374,9 @@ class InviteClient(_Client):
     def _complete(self, response: Response) -> list[Effect]:
         self.ack = build_ack(self.request, response)
         delay = 0.0 if self.reliable else self.timers.d
-        return [*self._cancel("A", "B"), Deliver(response), Send(self.ack), self._start("D", delay)]
+        # the ACK goes out before the TU hears of the failure: what the TU does next (a new
+        # INVITE with credentials after a 407) must not reach the server before the ACK
+        return [*self._cancel("A", "B"), Send(self.ack), Deliver(response), self._start("D", delay)]
 
     def _resend_ack(self, _response: Response) -> list[Effect]:
         assert self.ack is not None

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.error import InvalidAddressError
 from twisted.protocols.policies import TimeoutMixin
 
 from pbx.sip.errors import RemoteProtocolError
@@ -73,6 +72,7 @@ class UdpEndpoint(protocol.DatagramProtocol):
     def __init__(self, sink: Sink, host: str, port: int) -> None:
         self._sink = sink
         self.local = Address("UDP", host, port)
+        self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802
         if len(data) <= 4 and not data.strip(b"\r\n\x00 "):
@@ -85,11 +85,20 @@ class UdpEndpoint(protocol.DatagramProtocol):
     def send(self, data: bytes, host: str, port: int) -> bool:
         """False when the datagram cannot go there (an IPv6 address on an IPv4 socket, no
         route): the caller treats it as a transport error."""
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
+            return False
+        # the socket's own sendto: Twisted's Port.write checks the address three times per
+        # datagram (isIPAddress). One inet_pton keeps its promise that a host name is never
+        # resolved (that would block the reactor): the target must be an address literal.
+        try:
+            socket.inet_pton(self._family, host)
+        except OSError:
+            log.warning("UDP send to %s:%s failed: not an address of this socket", host, port)
             return False
         try:
-            self.transport.write(data, (host, port))
-        except (OSError, InvalidAddressError) as exc:
+            transport.socket.sendto(data, (host, port))
+        except OSError as exc:
             log.warning("UDP send to %s:%s failed: %s", host, port, exc)
             return False
         return True

@@ -350,6 +350,49 @@ def _m011_site_music(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="m012_trunks")
+def _m012_trunks(db: Database) -> None:
+    # SIP trunks (pbx.store.trunks): password_enc is Fernet-encrypted like SIP passwords;
+    # allow_from a JSON array of networks whose INVITEs need no challenge (IP-authenticated);
+    # proxy '' means "the domain". updated_at lets a running server see changes.
+    _run(
+        db,
+        [
+            """CREATE TABLE trunks (
+                name TEXT PRIMARY KEY,
+                preset TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                proxy TEXT NOT NULL DEFAULT '',
+                transport TEXT NOT NULL DEFAULT 'udp',
+                username TEXT NOT NULL DEFAULT '',
+                password_enc TEXT NOT NULL DEFAULT '',
+                register INTEGER NOT NULL DEFAULT 1,
+                expires INTEGER NOT NULL DEFAULT 600,
+                allow_from TEXT NOT NULL DEFAULT '[]',
+                enabled INTEGER NOT NULL DEFAULT 1,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            # public numbers (E.164 with +) and where calls to them go (an extension for now)
+            """CREATE TABLE dids (
+                number TEXT PRIMARY KEY,
+                target TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            # outbound routes: a dial pattern (pbx.dialpatterns), the digit users dial first to
+            # get out, a priority (lower first) and the trunks to try in order (JSON array)
+            """CREATE TABLE routes (
+                name TEXT PRIMARY KEY,
+                pattern TEXT NOT NULL,
+                exit_digit TEXT NOT NULL DEFAULT '',
+                priority INTEGER NOT NULL DEFAULT 100,
+                trunks TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+        ],
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply every pending migration; return the names applied (empty when up to date)."""
     pending = [m.name for m in MIGRATIONS.pending(db)]

@@ -4,7 +4,8 @@
 against the account's current row: gone, disabled or expired accounts and roles without
 ``dashboard.read`` get 403) streams named events whose ``data:`` is one JSON document:
 ``registrations`` (list as Live.registrations), ``calls`` (list as Live.active_calls) and
-``health`` (dict as Live.health). Health goes out every second, calls every second while they
+``health`` (dict as Live.health) and ``trunks`` (list as Live.trunks; not to site
+administrators, trunks serve every site). Health goes out every second, trunks when they change, calls every second while they
 change and on call events, registrations on every committed REGISTER (coalesced) and every few
 seconds; registrations payloads are built on a store reader thread, not the reactor. A site
 administrator only sees their own site's extensions. Open streams hold no WSGI thread.
@@ -61,11 +62,13 @@ class EventStream:
         store: Store,
         health: HealthSampler,
         active_calls: Callable[[], list[dict[str, Any]]],
+        trunks: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._reactor = reactor
         self._store = store
         self._health = health
         self._active_calls = active_calls
+        self._trunks = trunks or (lambda: [])
         self.clients: list[_Client] = []
         self._registrations: dict[int | None, bytes] = {}
         self._site_extensions: dict[int, frozenset[str]] = {}
@@ -98,6 +101,7 @@ class EventStream:
         client.request.write(b"retry: 3000\n\n")
         self._send(client, "health", _encode(self._health.latest))
         self._send_calls([client])
+        self._send_trunks([client])
         if client.group in self._registrations:
             self._send(client, "registrations", self._registrations[client.group])
         self.registrations_changed()
@@ -124,10 +128,18 @@ class EventStream:
         for client in list(self.clients):
             self._send(client, "health", health, always=True)
         self._send_calls()
+        self._send_trunks()
         if time.monotonic() - self._last_load >= SSE_REGISTRATIONS_EVERY:
             self._load_registrations()
 
     # -- payloads ------------------------------------------------------------------------------
+
+    def _send_trunks(self, clients: list[_Client] | None = None) -> None:
+        """Trunk states, to accounts that see the whole system (trunks serve every site)."""
+        payload = _encode(self._trunks())
+        for client in list(self.clients if clients is None else clients):
+            if client.group is None:
+                self._send(client, "trunks", payload)
 
     def _send_calls(self, clients: list[_Client] | None = None) -> None:
         calls = self._active_calls()

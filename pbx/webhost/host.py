@@ -112,8 +112,10 @@ class WebHost:
         feature_codes: Callable[[], list[dict[str, Any]]] | None = None,
         on_music_changed: Callable[[int], object] | None = None,
         call_commands: Any = None,
+        trunks: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
-        """``feature_codes``, ``on_music_changed`` and ``call_commands``: see ServerLive."""
+        """``feature_codes``, ``on_music_changed``, ``call_commands``, ``trunks``: see
+        ServerLive."""
         self._reactor = reactor
         self.config = config
         self.store = store
@@ -128,8 +130,9 @@ class WebHost:
             data_dir=config.data_dir,
             on_music_changed=on_music_changed,
             call_commands=call_commands,
+            trunks=trunks,
         )
-        self.events = EventStream(reactor, store, self.health, active_calls)
+        self.events = EventStream(reactor, store, self.health, active_calls, trunks)
         self.devices = DeviceTracker(reactor, store)
         self.retention = RetentionJob(reactor, store)
         self._call_events = call_events

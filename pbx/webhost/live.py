@@ -144,8 +144,10 @@ class ServerLive:
         data_dir: Path | None = None,
         on_music_changed: Callable[[int], object] | None = None,
         call_commands: Any = None,
+        trunks: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
-        """``feature_codes`` returns the running table's rows (FeatureCodes.describe());
+        """``trunks`` returns the trunk registrations' states (on the reactor).
+        ``feature_codes`` returns the running table's rows (FeatureCodes.describe());
         without it they are loaded from ``data_dir`` (default: the database's folder).
         ``on_music_changed(site_id)`` runs on the reactor after a site's hold music file
         changed (e.g. MusicLibrary.reload of class site-<id>). ``call_commands`` has
@@ -160,6 +162,7 @@ class ServerLive:
         self._feature_codes = feature_codes or (lambda: featurecodes.load(folder).describe())
         self._on_music_changed = on_music_changed
         self._call_commands = call_commands
+        self._trunks = trunks or (lambda: [])
 
     def registrations(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -175,6 +178,12 @@ class ServerLive:
 
     def health(self) -> dict[str, Any]:
         return dict(self._health.latest)
+
+    def trunks(self) -> list[dict[str, Any]]:
+        if threadable.isInIOThread():
+            return self._trunks()
+        rows: list[dict[str, Any]] = threads.blockingCallFromThread(self._reactor, self._trunks)
+        return rows
 
     def settings_changed(self) -> None:
         self._reactor.callFromThread(self._on_settings_changed)

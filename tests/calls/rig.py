@@ -60,6 +60,8 @@ class Extension:
     name: str = ""
     pickup_group: str | None = None
     site_id: int | None = None
+    country: str = ""  # the site's calling code and area code (outbound numbers)
+    area_code: str = ""
 
 
 class MemoryDirectory:
@@ -83,6 +85,8 @@ class MemoryDirectory:
                 entry.name,
                 entry.site_id,
                 entry.pickup_group,
+                entry.country,
+                entry.area_code,
             )
         )
 

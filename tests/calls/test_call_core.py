@@ -11,6 +11,7 @@ import math
 import struct
 
 from pbx.calls.bridge import Media
+from pbx.calls.sipleg import OutboundLeg
 from pbx.media.codecs import get_decoder
 from pbx.media.moh import HoldMusic
 from pbx.media.tones import TonePlan, ToneSource
@@ -477,6 +478,38 @@ def test_a_party_held_before_the_music_is_loaded_hears_it_once_it_is() -> None:
     before = len(incoming.rtp)
     rig.run(0.5)
     assert len(incoming.rtp) == before
+    alice.hang_up(call)
+    rig.run(0.5)
+    rig.check()
+
+
+def test_a_retransmitted_2xx_of_the_callee_is_acked_again_and_the_invite_is_not_kept() -> None:
+    """§13.2.2.4: every 2xx is ACKed, while its transaction lives (RFC 6026 Accepted: the
+    transaction hands it to the leg) and after (a stray 2xx for the dialog); once ACKed, the
+    outbound leg keeps neither its INVITE nor its transaction."""
+    rig = Rig()
+    alice = rig.phone("1001", "127.0.0.11")
+    rig.phone("1002", "127.0.0.12")
+    call = alice.dial("1002")
+    rig.run(1.0)
+    assert call.confirmed
+    (leg,) = [leg for leg in rig.control.legs.values() if isinstance(leg, OutboundLeg)]
+    assert leg.request is None and leg.outgoing is None and leg.call_id
+    from_callee = rig.network.sip("127.0.0.12", "127.0.0.1")
+    (ok,) = [d for d in from_callee if d.data.startswith(b"SIP/2.0 200")]
+
+    def acks() -> int:
+        to_callee = rig.network.sip("127.0.0.1", "127.0.0.12")
+        return sum(1 for d in to_callee if d.data.startswith(b"ACK"))
+
+    assert acks() == 1
+    rig.network.send(ok.data, ok.src, ok.dst)  # the callee did not get the ACK: it resends
+    rig.run(0.1)
+    assert acks() == 2
+    rig.run(40.0)  # the INVITE transaction has ended: the dialog ACKs
+    rig.network.send(ok.data, ok.src, ok.dst)
+    rig.run(0.1)
+    assert acks() == 3
     alice.hang_up(call)
     rig.run(0.5)
     rig.check()

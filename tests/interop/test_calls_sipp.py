@@ -7,7 +7,8 @@ must show what happened: disposition, caller, dialled number, hang-up side.
 
 Covers: an answered call with RTP relayed both ways through pbx's own port range (checked with
 tcpdump on lo), the callee hanging up, CANCEL before answer (RFC 3261 9), busy (486), no
-answer ([calls] no_answer_timeout), a missing ACK (13.3.1.4), unknown number (404), extension
+answer ([calls] no_answer_timeout), a missing ACK (13.3.1.4), a callee repeating its 200
+(ACKed again, before and after Timer M), unknown number (404), extension
 without registration (480), parallel forking to two contacts (first 2xx wins, the other fork
 gets CANCEL), 1,000 calls in a row and a kill -9 with 50 calls up (records 'interrupted').
 Imports nothing from ``pbx``.
@@ -326,6 +327,42 @@ def test_unacked_200_is_retransmitted_then_the_call_is_cleared_with_bye_on_both_
     (row,) = _wait_cdr(pbx, 1)
     _assert_row(row, "answered", callee=CALLEE, hangup_side="caller", hangup_cause="no ACK")
     assert 64 * T1 - 0.2 <= float(row["duration"]) <= 64 * T1 + 1.0, row
+
+
+def test_a_retransmitted_200_from_the_callee_is_acked_again_before_and_after_timer_m(
+    make_pbx: Callable[..., PbxServer], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """The callee repeats its 200 as if pbx's ACK was lost: pbx ACKs each copy (RFC 3261
+    13.2.2.4), while its INVITE transaction is in Accepted and after Timer M ended it (RFC 6026
+    7.2: then the dialog answers the stray 2xx); the call stays up until the callee's BYE."""
+    pbx = make_pbx(env={"PBX_SIP_T1": str(T1)})
+    timer_m_ms = int(64 * T1 * 1000)
+    callee = _callee(
+        pbx,
+        sipp_factory,
+        tmp_path,
+        "call_uas_ack_lost",
+        extra_args=["-nr", "-d", str(timer_m_ms + 1500)],
+    )
+    result = _caller(pbx, sipp_factory, tmp_path, "call_uac_callee_bye").run()
+    callee_result = callee.wait()
+
+    assert callee_result.ok, callee_result.log_tail  # every 200 got its ACK
+    assert result.ok, result.log_tail
+    acks = _requests(_trace(callee), "received", "ACK")
+    assert len(acks) == 3, acks
+    # each for the INVITE (its CSeq number, RFC 3261 13.2.2.4) and inside the dialog (To tag)
+    cseqs = {line for ack in acks for line in ack.data.split(b"\r\n") if line.startswith(b"CSeq")}
+    assert len(cseqs) == 1 and cseqs.pop().endswith(b" ACK"), acks
+    assert all(
+        b";tag=" in line
+        for ack in acks
+        for line in ack.data.split(b"\r\n")
+        if line.startswith(b"To:")
+    )
+    assert result.count("BYE", "Recv") == 1
+    (row,) = _wait_cdr(pbx, 1)
+    _assert_row(row, "answered", callee=CALLEE, hangup_side="callee", hangup_cause="BYE")
 
 
 # -- 6. routing: unknown number, unregistered extension, forking ---------------------------

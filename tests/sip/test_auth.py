@@ -185,7 +185,7 @@ def test_short_secret_is_rejected(clock: FakeClock) -> None:
 
 
 def parse_challenge(value: str) -> dict[str, str]:
-    scheme, params = auth_mod._split_auth_value(value)
+    scheme, params = auth_mod.split_auth_value(value)
     assert scheme == "Digest"
     return params
 

@@ -133,3 +133,23 @@ def test_stray_2xx_to_invite_goes_to_the_dialog_layer() -> None:
     clock.advance(40)  # timer M ends the transaction
     client.receive_response(ok, Source(PHONE, LOCAL))
     assert [r.status for r in strays] == [200]
+
+
+def test_an_accepted_invite_keeps_no_request_and_hands_on_2xx_retransmissions() -> None:
+    """RFC 6026 §8.4 Accepted: 2xx retransmissions go to the transaction user (it ACKs each),
+    a late non-2xx is absorbed, a CANCEL is not sent, timer M ends it; the INVITE is not kept."""
+    clock, net, client, got = setup()
+    outgoing = client.send(make("INVITE"), PHONE, got.append)
+    [invite] = net.requests()
+    ok = answer(invite, 200)
+    client.receive_response(ok, Source(PHONE, LOCAL))
+    assert outgoing.request is None and outgoing.call_id == "call-1"
+    assert client.count == 1
+    client.receive_response(ok, Source(PHONE, LOCAL))
+    client.receive_response(answer(invite, 486), Source(PHONE, LOCAL))
+    client.cancel(outgoing)
+    assert [r.status for r in got] == [200, 200] and len(net.sent) == 1
+    clock.advance(31.9)
+    assert client.count == 1
+    clock.advance(0.2)
+    assert client.count == 0

@@ -338,3 +338,66 @@ def test_repeated_failure_on_one_call_id_gets_403_and_still_counts() -> None:
     extra = authorization(c, password="typo-typo", nc="00000005")
     h.send(register(branch="z9hG4bKr5", cseq=7, extra=extra))
     assert [b.address for b in h.bans] == ["127.0.0.9"]
+
+
+class Answering:
+    """A transaction user that answers every INVITE 200 at once and keeps its incoming."""
+
+    allowed = ALLOWED_METHODS
+
+    def __init__(self) -> None:
+        self.incoming: list[Any] = []
+        self.ok: list[Response] = []
+
+    def handle_request(self, incoming: Any) -> None:
+        self.incoming.append(incoming)
+        response = incoming.response(200)
+        response.headers.add("Contact", "<sip:pbx@127.0.0.1:5060>")
+        self.ok.append(response)
+        incoming.send(response)
+
+
+def _holds(root: object, target: object, skip: tuple[object, ...] = ()) -> bool:
+    """Whether ``target`` is reachable from ``root`` through object references (not through
+    ``skip``, classes, modules or functions)."""
+    import gc
+    import types
+
+    opaque = (type, types.ModuleType, types.FunctionType)
+    seen, todo = {id(root), *map(id, skip)}, [root]
+    while todo:
+        for child in gc.get_referents(todo.pop()):
+            if child is target:
+                return True
+            if id(child) not in seen and not isinstance(child, opaque):
+                seen.add(id(child))
+                todo.append(child)
+    return False
+
+
+def test_an_accepted_invite_transaction_keeps_neither_the_invite_nor_its_2xx() -> None:
+    """RFC 6026 §8.7 Accepted, as the stack keeps it: INVITE retransmissions absorbed, the
+    TU's 2xx retransmissions sent, a CANCEL answered 200 with the 2xx's To tag (no 487),
+    timer L ends it; the transaction no longer holds the parsed INVITE or the response."""
+    h = Harness()
+    sink = Answering()
+    h.stack.sink = sink
+    invite = (
+        register()
+        .replace("REGISTER sip:127.0.0.1", "INVITE sip:1002@127.0.0.1")
+        .replace("CSeq: 1 REGISTER", "CSeq: 1 INVITE")
+    )
+    assert [r.status for r in h.send(invite)] == [100, 200]
+    (incoming,) = sink.incoming
+    request, ok = incoming.request, sink.ok[0]
+    tu = (sink, h.clock)  # what the TU and the clock hold does not count
+    assert not _holds(h.stack, request, tu) and not _holds(h.stack, ok, tu)
+    assert h.send(invite) == []  # a retransmission: absorbed
+    incoming.retransmit(ok)
+    cancel = invite.replace("INVITE sip:1002", "CANCEL sip:1002").replace("1 INVITE", "1 CANCEL")
+    assert [r.status for r in h.net.responses(len(h.net.sent) - 1)] == [200]
+    (cancelled,) = h.send(cancel)
+    assert cancelled.status == 200 and cancelled.to.tag == ok.to.tag
+    assert h.stack.transaction_count == 1
+    h.clock.advance(32.1)  # timer L
+    assert h.stack.transaction_count == 0

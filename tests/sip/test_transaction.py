@@ -170,8 +170,8 @@ def test_invite_client_builds_ack_for_non_2xx_final() -> None:
     assert effects == [
         CancelTimer("A"),
         CancelTimer("B"),
+        Send(ack),  # before the TU acts on the failure (e.g. re-INVITEs with credentials)
         Deliver(busy),
-        Send(ack),
         StartTimer("D", 32.0),
     ]
     # §17.1.1.3: same Request-URI, Call-ID, From, CSeq number; one Via (the original top

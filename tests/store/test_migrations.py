@@ -25,6 +25,7 @@ ALL = [
     "m009_pickup_groups",
     "m010_call_history",
     "m011_site_music",
+    "m012_trunks",
 ]
 
 

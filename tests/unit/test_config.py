@@ -81,3 +81,11 @@ def test_port_range_flag() -> None:
     assert config.parse_port_range("20000-20100") == (20000, 20100)
     with pytest.raises(config.ConfigError):
         config.parse_port_range("20000")
+
+
+def test_dns_servers_are_addresses_with_an_optional_port(tmp_path: Path) -> None:
+    (tmp_path / "pbx.toml").write_text('[dns]\nservers = ["127.0.0.1:5353", "::1", "[::1]:53"]\n')
+    assert config.load(tmp_path, env={}).dns.servers == ("127.0.0.1:5353", "::1", "[::1]:53")
+    (tmp_path / "pbx.toml").write_text('[dns]\nservers = ["dns.example.net"]\n')
+    with pytest.raises(config.ConfigError, match="dns.servers: 'dns.example.net'"):
+        config.load(tmp_path, env={})

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pbx import userscsv
 from pbx.csvsafe import safe_cell, unquote_cell
-from pbx.store import cdr, users
+from pbx.store import cdr, sites, users
 from pbx.store.db import Store
 from tests.web.api_support import ADMIN, World, api_world
 from web import services
@@ -91,30 +92,90 @@ def world(tmp_path: Path) -> Iterator[World]:
 def test_users_export_is_neutralised_and_both_imports_read_it_back(
     world: World, tmp_path: Path
 ) -> None:
-    for extension, name in (("+100", "=1+1"), ("-7", "@boss"), ("*9", "'=x"), ("401", "-")):
-        services.create_user(world.ctx, ADMIN, {"extension": extension, "display_name": name})
+    for extension, name, group in (
+        ("+100", "=1+1", "sales"),
+        ("-7", "@boss", None),
+        ("*9", "'=x", "-desk"),
+        ("401", "-", None),
+    ):
+        services.create_user(
+            world.ctx, ADMIN, {"extension": extension, "display_name": name, "pickup_group": group}
+        )
     exported = services.export_users_csv(world.ctx, ADMIN)
     rows = {r["extension"]: r for r in _rows(exported)}
     assert rows["'+100"]["name"] == "'=1+1" and rows["'-7"]["name"] == "'@boss"
     assert rows["*9"]["name"] == "''=x" and rows["401"]["name"] == "'-"
     assert rows["100"]["enabled"] == "1"
-    expected = {(u["extension"], u["display_name"]) for u in services.list_users(world.ctx, ADMIN)}
+    assert rows["*9"]["pickup_group"] == "'-desk" and rows["'+100"]["pickup_group"] == "sales"
+    expected = {
+        (u["extension"], u["display_name"], u["pickup_group"])
+        for u in services.list_users(world.ctx, ADMIN)
+    }
 
     with api_world(tmp_path / "two") as other:  # the web import, into the same sites
         for user in services.list_users(other.ctx, ADMIN):
             services.delete_user(other.ctx, ADMIN, user["extension"])
         services.import_users_csv(other.ctx, ADMIN, exported)
-        imported = {(u.extension, u.display_name) for u in other.store.read(users.list_users)}
+        imported = {
+            (u.extension, u.display_name, u.pickup_group)
+            for u in other.store.read(users.list_users)
+        }
     assert imported == expected
 
     csv_file = tmp_path / "export.csv"  # pbx user import
     csv_file.write_text(exported, encoding="utf-8")
     data = tmp_path / "data"
+    data.mkdir()
+    store = Store(data / "pbx.sqlite")
+    store.open()
+    try:  # the same sites, by name
+        for site in world.store.read(sites.list_sites):
+            store.write(sites.add_site, site.name, site.timezone)
+    finally:
+        store.close()
     done = pbx("user", "import", str(csv_file), data=data)
+    assert done.returncode == 0, done.stderr
+    store.open()
+    try:
+        assert {
+            (u.extension, u.display_name, u.pickup_group) for u in store.read(users.list_users)
+        } == expected
+    finally:
+        store.close()
+
+
+def test_pbx_user_import_reads_sites_and_pickup_groups(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert pbx("user", "add", "999", data=data).returncode == 0  # creates the database
+    store = Store(data / "pbx.sqlite")
+    store.open()
+    try:
+        berlin = store.write(sites.add_site, "Berlin", "Europe/Berlin")
+    finally:
+        store.close()
+    header = ",".join(userscsv.EXPORT_HEADER)
+    done = pbx(
+        "user", "import", "-", data=data,
+        stdin=f"{header}\n100,,Ann,Berlin,1,1,sales\n101,,Bob,{berlin.id},1,1,\n102,,Cy,,1,0,x\n",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     store = Store(data / "pbx.sqlite")
     store.open()
     try:
-        assert {(u.extension, u.display_name) for u in store.read(users.list_users)} == expected
+        found = {u.extension: (u.site_id, u.pickup_group) for u in store.read(users.list_users)}
     finally:
         store.close()
+    assert found == {
+        "999": (None, None),
+        "100": (berlin.id, "sales"),
+        "101": (berlin.id, None),
+        "102": (None, "x"),
+    }
+    for line, error in (
+        ("200,,Di,Paris,1,1,", "row 1: no site 'Paris'"),
+        ("200,,Di,,1,1,a b", "row 1: pickup group: use 1 to 32"),
+        ("201,,Ed\n201,,Ed", "row 2: extension 201 appears twice"),
+    ):
+        refused = pbx("user", "import", "-", data=data, stdin=f"{header}\n{line}\n")
+        assert refused.returncode == 1 and error in refused.stderr, refused.stderr
+    assert "200" not in pbx("user", "list", data=data).stdout

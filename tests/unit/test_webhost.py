@@ -156,9 +156,14 @@ def _events_site(
     store: Store,
     tmp_path: Path,
     calls: list[dict[str, Any]] | None = None,
+    trunks: list[dict[str, Any]] | None = None,
 ) -> tuple[server.Site, EventStream]:
     stream = EventStream(
-        reactor, store, _health(reactor, store, tmp_path), lambda: list(calls or [])
+        reactor,
+        store,
+        _health(reactor, store, tmp_path),
+        lambda: list(calls or []),
+        lambda: list(trunks or []),
     )
     stream.start()
     root = WebRoot(object(), EventsResource(stream, store, KEY, reactor))
@@ -250,7 +255,8 @@ def test_site_admin_sees_only_their_sites_extensions(
         {"call_id": "mine", "caller": "100", "dialled": "300"},
         {"call_id": "theirs", "caller": "200", "dialled": "300"},
     ]
-    site, _ = _events_site(reactor, store, tmp_path, calls)
+    trunks = [{"name": "sipgate", "state": "registered"}]
+    site, _ = _events_site(reactor, store, tmp_path, calls, trunks)
     transport = _connect(site, _get(f"/events?token={_token('sa')}"))
     reactor.run_until(lambda: b"event: health" in transport.value())
     reactor.advance(0.3)
@@ -259,6 +265,24 @@ def test_site_admin_sees_only_their_sites_extensions(
     out = transport.value()
     assert b'"extension":"100"' in out and b'"extension":"200"' not in out
     assert b'"call_id":"mine"' in out and b'"call_id":"theirs"' not in out
+    assert b"event: trunks" not in out  # trunks serve every site: not a site admin's
+
+
+def test_events_stream_trunk_states_when_they_change(
+    reactor: FakeReactor, store: Store, tmp_path: Path
+) -> None:
+    store.write(admins.create_admin, "admin", "h", False)
+    trunks = [{"name": "sipgate", "state": "registering"}]
+    site, stream = _events_site(reactor, store, tmp_path, trunks=trunks)
+    transport = _connect(site, _get(f"/events?token={_token('admin')}"))
+    reactor.run_until(lambda: b"event: trunks" in transport.value())
+    assert b'"state":"registering"' in transport.value()
+    reactor.advance(1.0)
+    assert transport.value().count(b"event: trunks") == 1  # unchanged: not sent again
+    trunks[0] = {"name": "sipgate", "state": "registered"}
+    reactor.advance(1.0)
+    assert b'"state":"registered"' in transport.value()
+    stream.stop()
 
 
 # -- live state and jobs ----------------------------------------------------------------------

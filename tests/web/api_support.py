@@ -65,6 +65,10 @@ class StaticLive:
              "duration": 1.0, "codecs": {}},
         ]  # fmt: skip
 
+    def trunks(self) -> list[dict[str, Any]]:
+        return [{"name": "sipgate", "state": "registered", "since": 1.0, "reason": "",
+                 "expires": 600, "retry_in": None}]  # fmt: skip
+
     def health(self) -> dict[str, Any]:
         return {"uptime_s": 5.0, "cpu_percent": 1.5, "memory_rss": 1e8,
                 "loop_lag_p99_ms": 0.4, "disk_free": 1e10, "db_size": 1e5}  # fmt: skip

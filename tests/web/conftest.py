@@ -61,12 +61,22 @@ class StaticLive:
         ]
         self.changed = 0
         self.music: list[int] = []  # music_changed() calls
+        self.trunk_states: list[dict[str, Any]] = [
+            {"name": "sipgate", "state": "registered", "since": 1_700_000_000.0, "reason": "",
+             "expires": 600, "retry_in": None, "reachable": "up", "rtt_ms": 12.5},
+            {"name": "backup", "state": "failed", "since": 1_700_000_100.0,
+             "reason": "401 Unauthorized: credentials of 'u' refused", "expires": None,
+             "retry_in": 60.0},
+        ]  # fmt: skip
 
     def registrations(self) -> list[dict[str, Any]]:
         return list(self.regs)
 
     def active_calls(self) -> list[dict[str, Any]]:
         return list(self.calls)
+
+    def trunks(self) -> list[dict[str, Any]]:
+        return list(self.trunk_states)
 
     def health(self) -> dict[str, Any]:
         return {

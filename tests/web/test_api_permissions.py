@@ -55,6 +55,11 @@ READS = [
     Case("GET", "/api/v1/accounts", (200, 403, 200, 403)),
     Case("GET", "/api/v1/health", (200, 200, 200, 403)),
     Case("GET", "/api/v1/feature-codes", (200, 200, 200, 403)),
+    Case("GET", "/api/v1/trunks", (200, 200, 200, 403)),  # a site admin gets an empty list
+    Case("GET", "/api/v1/trunks/states", (200, 200, 200, 403)),
+    Case("GET", "/api/v1/trunk-presets", (200, 200, 200, 403)),
+    Case("GET", "/api/v1/dids", (200, 200, 200, 403)),
+    Case("GET", "/api/v1/routes", (200, 200, 200, 403)),
     Case("GET", "/api/v1/me", (200, 200, 200, 200)),
 ]
 

@@ -107,8 +107,9 @@ def test_call_records_filter_and_page(world: World) -> None:
     assert [r["call_id"] for r in by_user["records"]] == ["r2"]
     none = world.call("admin", "GET", "/api/v1/calls/records?disposition=busy").json
     assert none["total"] == 0
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    dated = world.call("admin", "GET", f"/api/v1/calls/records?since={today}&until={today}").json
+    # the day the records started on (not today: the run may cross midnight UTC)
+    day = time.strftime("%Y-%m-%d", time.gmtime(first["records"][0]["started_at"]))
+    dated = world.call("admin", "GET", f"/api/v1/calls/records?since={day}&until={day}").json
     assert dated["total"] == 2
     csv_text = world.call("admin", "GET", "/api/v1/calls/records.csv?user=100").get_data(
         as_text=True
@@ -232,3 +233,33 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(
     assert response.json["error"]
     assert response.json.get("field") == field
     assert dump(world) == before
+
+
+def test_trunk_states_for_system_roles_none_for_a_site_administrator(world: World) -> None:
+    states = world.call("admin", "GET", "/api/v1/trunks/states")
+    assert states.status_code == 200 and states.json[0]["state"] == "registered"
+    assert world.call("readonly", "GET", "/api/v1/trunks/states").json[0]["name"] == "sipgate"
+    assert world.call("site_admin", "GET", "/api/v1/trunks/states").json == []
+    assert world.call("user", "GET", "/api/v1/trunks/states").status_code == 403
+    assert world.call(None, "GET", "/api/v1/trunks/states").status_code == 401
+
+
+def test_trunks_dids_routes_and_presets_are_listed_without_passwords(world: World) -> None:
+    from pbx.store import dids, routes, trunks
+
+    world.store.write(trunks.add_trunk, trunks.Trunk(
+        name="sipgate", preset="sipgate", domain="sipconnect.sipgate.de", username="1234567t0",
+        password_enc="gAAAA-secret-token"))  # fmt: skip
+    world.store.write(dids.add_did, "+4930123456710", "100")
+    world.store.write(routes.add_route, routes.Route("national", "0Z.", ("sipgate",), 10, "0"))
+    (trunk,) = world.call("admin", "GET", "/api/v1/trunks").json
+    assert trunk["name"] == "sipgate" and trunk["status"]["state"] == "registered"
+    assert "secret" not in str(trunk) and "password_enc" not in trunk
+    assert world.call("admin", "GET", "/api/v1/dids").json[0]["target"] == "100"
+    (route,) = world.call("readonly", "GET", "/api/v1/routes").json
+    assert (route["pattern"], route["trunks"], route["exit_digit"]) == ("0Z.", ["sipgate"], "0")
+    presets = {p["name"] for p in world.call("admin", "GET", "/api/v1/trunk-presets").json}
+    assert {"generic", "sipgate", "twilio", "sipus"} <= presets
+    for path in ("/api/v1/trunks", "/api/v1/dids", "/api/v1/routes"):
+        assert world.call("site_admin", "GET", path).json == []
+        assert world.call("user", "GET", path).status_code == 403

@@ -34,7 +34,11 @@ def test_dashboard_renders_live_state_and_a_valid_sse_token(
         "PCMU, opus",
         "1:15",
         "1:02:03",
-        "No trunks configured",
+        "sipgate",
+        "2023-11-14 22:13:20",  # since, UTC
+        "expires in 600 s",
+        "up (12.5 ms)",
+        "credentials of &#39;u&#39; refused",
         "dashboard.js",
     ):
         assert text in page, text
@@ -46,9 +50,10 @@ def test_dashboard_renders_live_state_and_a_valid_sse_token(
 
 
 def test_dashboard_empty_state(admin: FlaskClient, live: StaticLive) -> None:
-    live.regs, live.calls = [], []
+    live.regs, live.calls, live.trunk_states = [], [], []
     page = admin.get("/").get_data(as_text=True)
     assert "No phone is registered." in page and "No calls in progress." in page
+    assert "No trunk." in page
 
 
 def test_static_assets_are_served_locally(admin: FlaskClient) -> None:
@@ -361,3 +366,31 @@ def test_account_bad_input_saves_nothing(
     response = post(admin, "/accounts", {"username": "bob", "role": "admin", **bad})
     assert response.status_code in (409, 422)
     assert [a.username for a in ctx.store.read(admins.list_admins)] == ["root"]
+
+
+def test_trunk_states_are_shown_to_system_roles_not_to_a_site_administrator(as_role: Any) -> None:
+    for role in ("admin", "readonly"):
+        assert "credentials of &#39;u&#39; refused" in as_role(role).get("/").get_data(as_text=True)
+    page = as_role("site_admin").get("/").get_data(as_text=True)
+    assert "sipgate" not in page and "No trunk." in page
+
+
+def test_the_trunks_page_lists_trunks_dids_and_routes_for_the_system_roles(
+    as_role: Any, ctx: WebContext
+) -> None:
+    from pbx.store import dids, routes, trunks
+
+    ctx.store.write(trunks.add_trunk, trunks.Trunk(
+        name="sipgate", preset="sipgate", domain="sipconnect.sipgate.de", username="1234567t0",
+        password_enc="gAAAA-secret-token"))  # fmt: skip
+    ctx.store.write(dids.add_did, "+4930123456710", "100")
+    ctx.store.write(routes.add_route, routes.Route("national", "0Z.", ("sipgate",), 10, "0"))
+    page = as_role("readonly").get("/trunks").get_data(as_text=True)
+    for text in ("sipconnect.sipgate.de", "registers as 1234567t0", "registered",
+                 "+4930123456710", "<code>0Z.</code>", 'href="/trunks"'):  # fmt: skip
+        assert text in page, text
+    assert "secret" not in page
+    site_page = as_role("site_admin").get("/trunks").get_data(as_text=True)
+    assert "sipconnect" not in site_page and "Trunks serve every site" in site_page
+    assert 'href="/trunks"' not in site_page
+    assert as_role("user").get("/trunks").status_code in (302, 403)

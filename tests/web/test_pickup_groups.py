@@ -190,3 +190,12 @@ def test_csv_import_with_a_bad_group_names_the_row_and_adds_nothing(world: World
     assert refused.value.field == "file"
     assert refused.value.message == f"row 2: {PICKUP_GROUP_ERROR}"
     assert dump(world) == before
+
+
+def test_csv_import_with_an_unknown_site_names_the_row_once_and_adds_nothing(world: World) -> None:
+    before = dump(world)
+    with pytest.raises(ValidationError) as refused:
+        services.import_users_csv(world.ctx, ADMIN, "400,,A,\n401,,B,Nowhere\n")
+    assert refused.value.field == "file"
+    assert refused.value.message == "row 2: no site 'Nowhere'"
+    assert dump(world) == before

@@ -25,6 +25,7 @@ _INT_OR_NULL = {"type": ["integer", "null"]}
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
+_BOOL = {"type": "boolean"}
 
 
 def _obj(props: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -313,6 +314,69 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "name": _STR,
             "description": _STR,
         }
+    ),
+    "Trunk": _obj(
+        {
+            "name": _STR,
+            "preset": _STR,
+            "domain": _STR,
+            "proxy": {**_STR, "description": "HOST[:PORT]; '' is the domain"},
+            "transport": _STR,
+            "username": _STR,
+            "register": _BOOL,
+            "expires": _INT,
+            "allow_from": {"type": "array", "items": _STR},
+            "enabled": _BOOL,
+            "status": {"oneOf": [{"$ref": "#/components/schemas/TrunkState"}, {"type": "null"}]},
+        },
+        "A SIP trunk as configured (never its password) and, when the server runs, its state.",
+    ),
+    "TrunkPreset": _obj(
+        {
+            "name": _STR,
+            "title": _STR,
+            "domain": _STR,
+            "proxy": _STR,
+            "transport": _STR,
+            "register": _BOOL,
+            "expires": _INT,
+            "number_format": _STR,
+            "identity_headers": {"type": "array", "items": _STR},
+            "called_number": _STR,
+            "allow_from": {"type": "array", "items": _STR},
+            "notes": _STR,
+        },
+        "A provider preset from config/trunks/.",
+    ),
+    "Did": _obj({"number": {**_STR, "description": "E.164"}, "target": _STR, "created_at": _NUM}),
+    "Route": _obj(
+        {
+            "name": _STR,
+            "pattern": _STR,
+            "trunks": {"type": "array", "items": _STR},
+            "priority": _INT,
+            "exit_digit": _STR,
+            "created_at": _NUM,
+        }
+    ),
+    "TrunkState": _obj(
+        {
+            "name": _STR,
+            "state": {
+                **_STR,
+                "description": "idle, registering, registered, failed or stopped",
+            },
+            "since": {**_NUM, "description": "When the trunk entered this state (Unix time)"},
+            "reason": {**_STR, "description": "Why it failed ('' otherwise)"},
+            "expires": {**_INT_OR_NULL, "description": "Granted expiry when registered (s)"},
+            "retry_in": {**_NUM_OR_NULL, "description": "Wait before the next try when failed"},
+            "reachable": {
+                **_STR_OR_NULL,
+                "description": "Whether the trunk's server answers OPTIONS: unknown, up, down",
+            },
+            "rtt_ms": {**_NUM_OR_NULL, "description": "Round trip of the last answered OPTIONS"},
+        },
+        "A trunk's registration state (ip-authenticated when it does not register) and reachability.",
     ),
     "Health": _obj(
         {

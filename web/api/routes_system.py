@@ -1,7 +1,8 @@
 """API routes for settings, the audit log, API tokens, web accounts, support access, health,
 the feature codes, the caller's own identity and the OpenAPI document.
 
-Owns the /api/v1/settings*, /audit, /tokens*, /accounts*, /support-access, /health,
+Owns the /api/v1/settings*, /audit, /tokens*, /accounts*, /support-access, /health, /trunks/states, /trunks, /trunk-presets,
+/dids, /routes,
 /feature-codes, /me and /openapi.json routes. Changes go through web/services and web/accounts.py (validation,
 permissions, audit). Must not import twisted.
 """
@@ -115,6 +116,38 @@ def me() -> ResponseReturnValue:
 @api_route("/health", "GET", summary="System health", tag="system", response="Health")
 def health() -> ResponseReturnValue:
     return jsonify(services.health(web_context(), account()))
+
+
+@api_route(
+    "/trunks/states", "GET", summary="Registration states of the registering trunks",
+    tag="system", response="TrunkState[]",
+)  # fmt: skip
+def trunk_states() -> ResponseReturnValue:
+    return jsonify(services.list_trunks(web_context(), account()))
+
+
+@api_route("/trunks", "GET", summary="Configured trunks (no passwords) with their live state",
+           tag="trunks", response="Trunk[]")  # fmt: skip
+def list_trunks() -> ResponseReturnValue:
+    return jsonify(services.list_trunk_configs(web_context(), account()))
+
+
+@api_route("/trunk-presets", "GET", summary="Provider presets (config/trunks/)", tag="trunks",
+           response="TrunkPreset[]")  # fmt: skip
+def list_trunk_presets() -> ResponseReturnValue:
+    return jsonify(services.list_presets(web_context(), account()))
+
+
+@api_route("/dids", "GET", summary="Public numbers and the extension each rings", tag="trunks",
+           response="Did[]")  # fmt: skip
+def list_dids() -> ResponseReturnValue:
+    return jsonify(services.list_dids(web_context(), account()))
+
+
+@api_route("/routes", "GET", summary="Outbound routes, in the order they are tried",
+           tag="trunks", response="Route[]")  # fmt: skip
+def list_routes() -> ResponseReturnValue:
+    return jsonify(services.list_routes(web_context(), account()))
 
 
 @api_route(

@@ -58,6 +58,7 @@ from web.pages import (  # noqa: E402  (the modules register their routes on bp)
     login,
     settings,
     sites,
+    trunks,
     users,
 )
 
@@ -75,5 +76,6 @@ __all__ = [
     "login",
     "settings",
     "sites",
+    "trunks",
     "users",
 ]

@@ -26,6 +26,6 @@ def dashboard() -> Response | str:
         registrations=services.list_registrations(ctx(), account),
         calls=services.list_active_calls(ctx(), account),
         health=services.health(ctx(), account),
-        trunks=[],
+        trunks=services.list_trunks(ctx(), account),
         token=sse_token(account),
     )

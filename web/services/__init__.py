@@ -35,6 +35,7 @@ from web.services.live import (
     list_active_calls,
     list_devices,
     list_registrations,
+    list_trunks,
     record_dict,
     search_calls,
 )
@@ -67,6 +68,7 @@ from web.services.tokens import (
     revoke_token,
     token_dict,
 )
+from web.services.trunks import list_dids, list_presets, list_routes, list_trunk_configs
 from web.services.users import (
     MAX_IMPORT_ROWS,
     USER_FIELDS,
@@ -85,6 +87,10 @@ from web.services.users import (
 )
 
 __all__ = [
+    "list_dids",
+    "list_presets",
+    "list_routes",
+    "list_trunk_configs",
     "AUDIT_FILTERS",
     "CALL_FILTERS",
     "CODECS",
@@ -118,6 +124,7 @@ __all__ = [
     "history_line",
     "import_users_csv",
     "list_active_calls",
+    "list_trunks",
     "list_audit",
     "list_devices",
     "list_feature_codes",

@@ -54,6 +54,15 @@ def list_active_calls(ctx: WebContext, actor: Account) -> list[dict[str, Any]]:
     ]
 
 
+def list_trunks(ctx: WebContext, actor: Account) -> list[dict[str, Any]]:
+    """The trunks' registration states; none for a site administrator (trunks serve every
+    site; which site a trunk serves is not modelled yet)."""
+    check(actor, "health.read")
+    if actor.site_bound:
+        return []
+    return list(ctx.live.trunks())
+
+
 def health(ctx: WebContext, actor: Account) -> dict[str, Any]:
     check(actor, "health.read")
     return dict(ctx.live.health())

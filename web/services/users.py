@@ -12,9 +12,10 @@ import io
 from dataclasses import asdict
 from typing import Any
 
+from pbx import userscsv
 from pbx.calls.contacts import parse_static_contact
 from pbx.credentials import generate_sip_password, make_credentials
-from pbx.csvsafe import safe_row, unquote_cell
+from pbx.csvsafe import safe_row
 from pbx.store import audit, sites, users
 from pbx.store import credentials as store_credentials
 from pbx.store import errors as store_errors
@@ -327,53 +328,6 @@ def show_provisioning(ctx: WebContext, actor: Account, extension: str) -> dict[s
     return provisioning_summary(ctx, actor, extension, with_password=True)
 
 
-def _site_by_ref(all_sites: list[sites.Site], ref: str, row: int) -> int | None:
-    if not ref:
-        return None
-    for site in all_sites:
-        if ref == site.name or ref == str(site.id):
-            return site.id
-    raise ValidationError("file", f"row {row}: no site {ref!r}")
-
-
-EXPORT_HEADER = (
-    "extension", "password", "name", "site", "enabled", "call_waiting", "pickup_group"
-)  # fmt: skip
-_IMPORT_COLUMNS = ("extension", "password", "name", "site", "pickup_group")
-_POSITIONS = {name: EXPORT_HEADER.index(name) for name in _IMPORT_COLUMNS}
-
-
-def _import_columns(rows: list[list[str]]) -> tuple[list[list[str]], dict[str, int | None]]:
-    """The data rows and where each imported column is. Without a header row the columns are
-    where the export writes them; with one, a column is found by its header name, and one the
-    header does not name is at its usual position unless the header gives that position
-    another known name (so the pickup_group column may be anywhere, or absent)."""
-    if not rows or rows[0][0].strip().lower() != "extension":
-        return rows, dict(_POSITIONS)
-    names = [cell.strip().lower() for cell in rows[0]]
-    columns: dict[str, int | None] = {}
-    for name in _IMPORT_COLUMNS:
-        if name in names:
-            columns[name] = names.index(name)
-        elif name != "pickup_group" and not (
-            _POSITIONS[name] < len(names) and names[_POSITIONS[name]] in _IMPORT_COLUMNS
-        ):
-            columns[name] = _POSITIONS[name]
-        else:
-            columns[name] = None
-    return rows[1:], columns
-
-
-def _cells(row: list[str], columns: dict[str, int | None]) -> dict[str, str]:
-    """The imported columns of one row, stripped; the export's quote before a formula
-    character is undone (pbx.csvsafe), passwords are taken as typed."""
-    cells = {}
-    for name, index in columns.items():
-        cell = row[index].strip() if index is not None and index < len(row) else ""
-        cells[name] = cell if name == "password" else unquote_cell(cell)
-    return cells
-
-
 def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[str, str]]:
     """Add users from CSV ``extension,password,name[,site]``: all rows or none.
 
@@ -387,10 +341,10 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
     if not isinstance(text, str):
         raise ValidationError("file", "file: expected CSV text")
     try:
-        rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].startswith("#")]
+        rows = userscsv.read_rows(io.StringIO(text))
     except csv.Error as exc:
         raise ValidationError("file", f"file: not valid CSV ({exc})") from None
-    rows, columns = _import_columns(rows)
+    rows, columns = userscsv.import_columns(rows)
     if not rows:
         raise ValidationError("file", "file: no rows to import")
     if len(rows) > MAX_IMPORT_ROWS:
@@ -400,13 +354,16 @@ def import_users_csv(ctx: WebContext, actor: Account, text: str) -> list[tuple[s
     box, realm, now = _box(ctx), ctx.config.auth.realm, _now()
     prepared, generated, seen = [], [], set()
     for number, row in enumerate(rows, start=1):
-        cells = _cells(row, columns)
+        cells = userscsv.cells(row, columns)
         try:
             ext = validate.extension(cells["extension"])
             check_extension_is_free(codes, ext)
             name = validate.text({"name": cells["name"]}, "name") or ext
             password = validate.sip_password(cells["password"]) if cells["password"] else ""
-            site_id = _site_by_ref(all_sites, cells["site"], number)
+            try:
+                site_id = userscsv.site_id(cells["site"], all_sites)
+            except ValueError as exc:  # re-raised below with the row number
+                raise ValidationError("site", str(exc)) from None
             site_id = _site_field({"site_id": site_id}, actor, None)
             group = validate.pickup_group(cells)
         except ValidationError as exc:
@@ -455,7 +412,7 @@ def export_users_csv(ctx: WebContext, actor: Account, site_id: int | None = None
     names = {s.id: s.name for s in ctx.store.read(sites.list_sites)}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(EXPORT_HEADER)
+    writer.writerow(userscsv.EXPORT_HEADER)
     for user in rows:
         writer.writerow(
             safe_row(

@@ -1,5 +1,5 @@
 /* Live dashboard: server-sent events from pbx's /events resource (no framework).
- * Accepts named events "registrations", "calls", "health" (data: JSON list/object) and a plain
+ * Accepts named events "registrations", "calls", "trunks", "health" (data: JSON list/object) and a plain
  * message whose JSON holds any of those keys. Falls back to the server-rendered state. */
 (function () {
   "use strict";
@@ -59,6 +59,15 @@
         ["State", function (c) { return c.state; }],
         ["Duration", function (c) { return duration(c.duration); }],
         ["Codecs", function (c) { return (c.codecs || []).join(", "); }]
+      ]);
+    },
+    trunks: function (rows) {
+      fill("trunks", rows, "No trunk.", [
+        ["Trunk", function (t) { return t.name; }],
+        ["State", function (t) { return t.state; }],
+        ["Since", function (t) { return t.since ? new Date(t.since * 1000).toLocaleString() : ""; }],
+        ["Server", function (t) { return (t.reachable || "") + (t.rtt_ms != null ? " (" + t.rtt_ms + " ms)" : ""); }],
+        ["Detail", function (t) { return t.reason || (t.expires ? "expires in " + t.expires + " s" : ""); }]
       ]);
     },
     health: function (h) {
